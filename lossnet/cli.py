@@ -1,0 +1,120 @@
+"""`lossnet` command line: each subcommand parses its arguments, calls the library, and says what it wrote.
+
+Bad input or usage exits with code 2 and one `error:` line on stderr; no output file is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import LossnetError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def ints(text: str) -> list[int]:
+    values = floats(text)
+    if any(v != int(v) or v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return [int(v) for v in values]
+
+
+def names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def nonneg(text: str) -> float:
+    v = float(text)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def add_network_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("loss network")
+    g.add_argument("--network", default="vgg16", choices=["vgg16", "vgg19"], help="loss network (default vgg16)")
+    g.add_argument("--weights", help="weights file in torchvision layout (.pth or .safetensors)")
+    g.add_argument("--pooling", default="max", choices=["max", "avg"])
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def add_loop_args(p: argparse.ArgumentParser, iters: int, sizes: str) -> None:
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--size", type=positive_int, help="longest side of the output (shortcut for one scale)")
+    g.add_argument("--scales", type=ints, default=ints(sizes),
+                   help=f"coarse-to-fine longest sides, e.g. 256,512,1024 (default {sizes})")
+    g.add_argument("--iters", type=ints, default=[iters], help=f"iterations, one value or one per scale (default {iters})")
+    g.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
+    g.add_argument("--lr", type=float, help="step size (Adam default 0.02; L-BFGS 1)")
+    g.add_argument("--snapshot-every", type=int, default=0, help="save an intermediate image every N iterations")
+    g.add_argument("--init", default=None, help="content, noise, or an image file")
+    g.add_argument("--tv-weight", type=nonneg, default=None)
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def resolve_device(name: str) -> str:
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    try:
+        torch.empty(0, device=name)
+    except (RuntimeError, AssertionError) as e:
+        raise LossnetError(f"device {name!r} is not usable here: {str(e).splitlines()[0]}") from None
+    return name
+
+
+def report(path, image, start: float) -> None:
+    h, w = image.shape[-2:]
+    print(f"wrote {path} ({w}x{h}) in {time.time() - start:.1f} s")
+
+
+# Each module registers its subcommands; the library modules themselves know nothing of the CLI.
+COMMAND_MODULES = ["style"]
+
+
+def build_parser() -> Parser:
+    import importlib
+
+    parser = Parser(prog="lossnet", description="Image synthesis and understanding with a pretrained CNN's features.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"lossnet.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LossnetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""`lossnet stylize | texture | invert | demo`: the optimisation-based methods on the pixel loop."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..cli import add_loop_args, add_network_args, floats, names, nonneg, positive_int, report, resolve_device
+from ..errors import LossnetError
+
+
+def style_config(args, init_default: str, tv_default: float, **overrides):
+    """StyleConfig + LoopConfig from the shared arguments."""
+    from ..io import check_writable
+    from ..optimize import LoopConfig
+    from ..style import StyleConfig
+
+    check_writable(args.output)
+    sizes = [args.size] if args.size else args.scales
+    iters = args.iters if len(args.iters) > 1 else None
+    if iters and len(iters) != len(sizes):
+        raise LossnetError(f"--iters has {len(iters)} values for {len(sizes)} scales")
+    loop = LoopConfig(iters=args.iters[0], optimizer=args.optimizer, lr=args.lr, progress=not args.quiet,
+                      snapshot_every=args.snapshot_every, snapshot_path=args.output, desc=args.command)
+    tv = args.tv_weight if args.tv_weight is not None else tv_default
+    return StyleConfig(sizes=sizes, iters=iters, arch=args.network, weights=args.weights, pooling=args.pooling,
+                       seed=args.seed, device=resolve_device(args.device), init=args.init or init_default,
+                       tv_weight=tv, loop=loop, **overrides)
+
+
+def cmd_stylize(args) -> None:
+    from ..io import load_image, save_image
+    from ..style import check_weights, stylize
+
+    if not args.style:
+        raise LossnetError("stylize needs --style IMAGE (optimisation) or --model MODEL (feed-forward)")
+    blend = check_weights("--style-weights", args.style_weights or [1.0] * len(args.style), len(args.style))
+    cfg = style_config(args, "content", 1.0, content_layers=args.content_layers, style_layers=args.style_layers,
+                       style_layer_weights=args.style_layer_weights, content_weight=args.content_weight,
+                       style_weight=args.style_weight, style_scale=args.style_scale,
+                       original_colors=args.original_colors)
+    start = time.time()
+    content = load_image(args.content, max(cfg.sizes))
+    styles = [load_image(s, max(cfg.sizes)) for s in args.style]
+    image = stylize(content, styles, cfg, blend)
+    report(save_image(image, args.output), image, start)
+
+
+def cmd_texture(args) -> None:
+    from ..io import load_image, save_image
+    from ..style import texture
+
+    cfg = style_config(args, "noise", 0.1, style_layers=args.style_layers, style_weight=1.0)
+    start = time.time()
+    style = load_image(args.style, max(cfg.sizes))
+    size = max(cfg.sizes)
+    image = texture(style, (args.height or size, args.width or size), cfg)
+    report(save_image(image, args.output), image, start)
+
+
+def cmd_invert(args) -> None:
+    from ..io import load_image, save_image
+    from ..style import invert
+
+    cfg = style_config(args, "noise", 0.05)
+    start = time.time()
+    image = invert(load_image(args.image, max(cfg.sizes)), args.layer, cfg)
+    report(save_image(image, args.output), image, start)
+
+
+def cmd_demo(args) -> None:
+    from ..demo import run_demo
+    run_demo(Path(args.output), quick=args.quick)
+
+
+def register(sub) -> None:
+    from ..style import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+
+    p = sub.add_parser("stylize", help="neural style transfer (Gatys et al.)",
+                       description="Optimise an image to have CONTENT's features and the STYLEs' Gram matrices.")
+    p.add_argument("content", help="content image")
+    p.add_argument("--style", action="append", default=[], help="style image (repeat for several)")
+    p.add_argument("--style-weights", type=floats, help="blend weights, one per --style, e.g. 0.7,0.3")
+    p.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to the output")
+    p.add_argument("--original-colors", action="store_true", help="keep the content's colours (luminance-only transfer)")
+    p.add_argument("--content-layers", type=names, default=list(DEFAULT_CONTENT_LAYERS))
+    p.add_argument("--style-layers", type=names, default=list(DEFAULT_STYLE_LAYERS))
+    p.add_argument("--style-layer-weights", type=floats, help="one weight per style layer")
+    p.add_argument("--content-weight", type=nonneg, default=1.0)
+    p.add_argument("--style-weight", type=nonneg, default=10.0)
+    p.add_argument("-o", "--output", required=True)
+    add_loop_args(p, 300, "512")
+    add_network_args(p)
+    p.set_defaults(func=cmd_stylize)
+
+    p = sub.add_parser("texture", help="texture synthesis: match a style image's Grams from noise")
+    p.add_argument("style")
+    p.add_argument("--style-layers", type=names, default=list(DEFAULT_STYLE_LAYERS))
+    p.add_argument("--width", type=positive_int)
+    p.add_argument("--height", type=positive_int)
+    p.add_argument("-o", "--output", required=True)
+    add_loop_args(p, 300, "256")
+    add_network_args(p)
+    p.set_defaults(func=cmd_texture)
+
+    p = sub.add_parser("invert", help="feature inversion: reconstruct an image from one layer's features")
+    p.add_argument("image")
+    p.add_argument("--layer", default="relu3_3")
+    p.add_argument("-o", "--output", required=True)
+    add_loop_args(p, 300, "256")
+    add_network_args(p)
+    p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("demo", help="the main job on built-in defaults, offline")
+    p.add_argument("-o", "--output", default="outputs/demo", help="folder (default outputs/demo)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
+    p.set_defaults(func=cmd_demo)

@@ -1,0 +1,143 @@
+"""Images in, images out. Every format quirk lives here; the rest of lossnet sees (1, 3, H, W) RGB in [0, 1].
+
+Reading handles PNG/JPEG/WebP/TIFF (8 and 16 bit), grayscale, alpha (composited on white), palette, CMYK
+and EXIF orientation. Writing is atomic (temp file + rename), so a failed run never leaves half an image.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import LossnetError
+
+MAX_PIXELS = 40_000_000  # beyond this we refuse: a 2-core machine should not try to decode it whole
+MIN_SIDE = 16  # VGG needs a few pixels to pool over; smaller inputs are almost always a mistake
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+Image.MAX_IMAGE_PIXELS = None  # we apply our own, clearer limit below
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.exists():
+        raise LossnetError(f"no such file: {path}")
+    if path.is_dir():
+        raise LossnetError(f"{path} is a directory, not an image")
+    if path.stat().st_size == 0:
+        raise LossnetError(f"{path} is empty")
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        raise LossnetError(f"{path} is not an image file (or in a format Pillow cannot read)") from None
+    except OSError as e:
+        raise LossnetError(f"cannot read {path}: {e}") from None
+
+
+def _to_array(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> float32 (H, W, 3) in [0, 1], keeping 16-bit precision."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode.startswith("I;16") or np.asarray(im).max() > 255 else 255.0)
+        return np.repeat(a[..., None], 3, axis=2)
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        return np.repeat(np.clip(a / max(float(a.max()), 1.0), 0, 1)[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(path: str | os.PathLike, size: int | None = None, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """Read an image as (1, 3, H, W) RGB float in [0, 1]; `size` resizes so the longest side is `size`."""
+    path = Path(path)
+    im = _open(path)
+    w, h = im.size
+    if size is not None and w * h > max_pixels:
+        im.draft("RGB", (size, size))  # JPEG decodes at 1/2, 1/4, 1/8 scale for free
+        w, h = im.size
+    if w * h > max_pixels:
+        raise LossnetError(f"{path} is {w}x{h} ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit: downscale it first")
+    if min(w, h) < MIN_SIDE:
+        raise LossnetError(f"{path} is {w}x{h}: images need at least {MIN_SIDE} pixels per side")
+    try:
+        im = ImageOps.exif_transpose(im)
+        array = _to_array(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise LossnetError(f"cannot decode {path}: {e} (truncated or corrupt file?)") from None
+    image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
+    return resize_longest(image, size) if size else image
+
+
+def resize_longest(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (N, C, H, W) so that max(H, W) == size, keeping the aspect ratio."""
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def resize(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bicubic resize; 'area' when shrinking a lot would alias otherwise."""
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    return F.interpolate(image, size=hw, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> 8-bit RGB Pillow image."""
+    if image.dim() == 4:
+        image = image[0]
+    array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail before the work, not after: the output's folder must exist and be writable, its suffix known."""
+    path = Path(path)
+    if path.suffix.lower() not in SAVE_FORMATS:
+        raise LossnetError(f"cannot write {path}: use one of {', '.join(sorted(SAVE_FORMATS))}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LossnetError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise LossnetError(f"output folder is not writable: {folder}")
+    if path.is_dir():
+        raise LossnetError(f"output {path} is a directory")
+    return path
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Call write(tmp_path), then rename onto `path`; the temp file goes away whatever happens."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, quality: int = 95) -> Path:
+    """Write atomically as PNG / JPEG / WebP / TIFF, chosen by suffix."""
+    path = check_writable(path)
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    fmt = SAVE_FORMATS[path.suffix.lower()]
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    return atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **options))
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder`, sorted; an error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LossnetError(f"no such folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise LossnetError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files

@@ -1,0 +1,104 @@
+"""Objectives are values: small terms of a network's activations that add and scale.
+
+    objective = content("relu4_2", target) + 1e3 * style({"relu1_1": g1, ...}) + 1e-2 * tv()
+
+An `Objective` is a weighted list of named terms, each `term(feats, image) -> scalar`, and knows which
+taps it reads (`layers`), so a loop can build the loss network only as deep as needed and report every
+term's value. Content and style losses are relative (divided by the target's mean square): their size does
+not depend on which weights the loss network has (Caffe-scaled HED activations are ~60x torchvision's), so
+one set of default weights works for every network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+Term = Callable[[dict, torch.Tensor], torch.Tensor]
+EPS = 1e-8
+
+
+@dataclass
+class Objective:
+    terms: list[tuple[float, str, Term]]
+    layers: tuple[str, ...] = field(default_factory=tuple)
+
+    def __add__(self, other: "Objective") -> "Objective":
+        return Objective(self.terms + other.terms, tuple(dict.fromkeys(self.layers + other.layers)))
+
+    def __mul__(self, weight: float) -> "Objective":
+        return Objective([(w * weight, name, fn) for w, name, fn in self.terms], self.layers)
+
+    __rmul__ = __mul__
+
+    def __radd__(self, other) -> "Objective":  # lets sum() start from 0
+        if isinstance(other, (int, float)) and other == 0:
+            return self
+        return NotImplemented
+
+    def __neg__(self) -> "Objective":
+        return self * -1.0
+
+    def __sub__(self, other: "Objective") -> "Objective":
+        return self + (-other)
+
+    def parts(self, feats: dict, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each weighted term by name (terms with the same name add up)."""
+        out: dict[str, torch.Tensor] = {}
+        for w, name, fn in self.terms:
+            if w != 0:
+                value = w * fn(feats, image)
+                out[name] = out[name] + value if name in out else value
+        return out
+
+    def __call__(self, feats: dict, image: torch.Tensor) -> torch.Tensor:
+        return sum(self.parts(feats, image).values())
+
+
+def gram_matrix(f: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C) channel correlations, divided by C*H*W (Gatys; Johnson eq. 3)."""
+    n, c, h, w = f.shape
+    flat = f.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean((x - target)^2) / mean(target^2): 1.0 means 'as far as predicting zeros'."""
+    return (x - target).pow(2).mean() / (target.pow(2).mean() + EPS)
+
+
+def content(layer: str, target: torch.Tensor) -> Objective:
+    """Feature reconstruction at `layer` (Johnson eq. 2), relative to the target's energy."""
+    target = target.detach()
+    return Objective([(1.0, "content", lambda feats, image: relative_mse(feats[layer], target))], (layer,))
+
+
+def style(grams: dict[str, torch.Tensor], layer_weights: dict[str, float] | None = None) -> Objective:
+    """Gram-matrix style loss summed over layers, each relative to its target Gram; weights default to 1/L."""
+    grams = {k: g.detach() for k, g in grams.items()}
+    weights = layer_weights or {k: 1.0 / len(grams) for k in grams}
+
+    def term(feats, image):
+        return sum(weights[k] * relative_mse(gram_matrix(feats[k]), g) for k, g in grams.items())
+    return Objective([(1.0, "style", term)], tuple(grams))
+
+
+def tv() -> Objective:
+    """Total variation: mean squared difference of neighbouring pixels (smooth, so L-BFGS likes it)."""
+    def term(feats, image):
+        return (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean() + (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    return Objective([(1.0, "tv", term)])
+
+
+def activation(layer: str, channel: int | None = None, name: str = "activation") -> Objective:
+    """Mean activation of a layer (or one channel of it); maximise with a negative weight (DeepDream)."""
+    def term(feats, image):
+        f = feats[layer] if channel is None else feats[layer][:, channel]
+        return f.mean()
+    return Objective([(1.0, name, term)], (layer,))
+
+
+def l2(name: str = "l2") -> Objective:
+    """Mean squared pixel value around mid-grey: the L2 prior of class-model visualisation."""
+    return Objective([(1.0, name, lambda feats, image: (image - 0.5).pow(2).mean())])

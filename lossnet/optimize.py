@@ -1,0 +1,117 @@
+"""THE pixel loop: optimise an image against an objective computed by a frozen network.
+
+It knows nothing about which method is running. Style transfer, texture synthesis, feature inversion,
+DeepDream and class visualisation differ only in their objective, their start image, their transforms
+(random jitter before the network sees the image) and their projection (what happens to the pixels after
+each step: clamping, blurring). `coarse_to_fine` runs it at growing sizes so large outputs are cheap.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import LossnetError
+from .io import resize, save_image
+from .objectives import Objective
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LoopConfig:
+    iters: int = 300
+    optimizer: str = "lbfgs"  # or "adam"
+    lr: float | None = None  # Adam's step; default 0.02 (images live in [0, 1])
+    transforms: Sequence[Transform] = ()  # applied, differentiably, to the image the network sees
+    project: Callable[[torch.Tensor, int], None] | None = None  # in-place pixel update after each step
+    clamp: bool = True  # keep pixels in [0, 1] (after each Adam step; at the end for L-BFGS)
+    snapshot_every: int = 0
+    snapshot_path: str | None = None  # e.g. out.png -> out_iter0100.png
+    progress: bool = True
+    desc: str = "optimise"
+    history: list = field(default_factory=list)  # filled with {"iter", "loss", term...} rows
+
+
+def _check_finite(parts: dict[str, torch.Tensor], it: int) -> None:
+    total = sum(float(v.detach()) for v in parts.values())
+    if not math.isfinite(total):
+        bad = [name for name, v in parts.items() if not math.isfinite(float(v.detach()))]
+        raise LossnetError(f"loss became non-finite at iteration {it} (term {', '.join(bad) or '?'}): "
+                           "lower the learning rate or that term's weight")
+
+
+def _snapshot(cfg: LoopConfig, image: torch.Tensor, it: int) -> None:
+    path = Path(cfg.snapshot_path)
+    save_image(image, path.with_name(f"{path.stem}_iter{it:04d}{path.suffix}"))
+
+
+def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], init: torch.Tensor,
+                    cfg: LoopConfig | None = None) -> torch.Tensor:
+    """Minimise objective(net(transforms(x)), x) over the pixels x, starting at `init`. Returns x."""
+    cfg = cfg or LoopConfig()
+    x = init.detach().clone().requires_grad_(True)
+    if cfg.optimizer == "lbfgs":
+        # One L-BFGS iteration per step() so the progress bar, snapshots and projections see every iteration.
+        opt = torch.optim.LBFGS([x], lr=cfg.lr or 1.0, max_iter=1, history_size=20)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam([x], lr=cfg.lr or 0.02)
+    else:
+        raise LossnetError(f"unknown optimizer {cfg.optimizer!r}: choose lbfgs or adam")
+
+    last: dict[str, torch.Tensor] = {}
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        seen = x
+        for t in cfg.transforms:
+            seen = t(seen)
+        parts = objective.parts(net(seen), seen)
+        _check_finite(parts, len(cfg.history))
+        loss = sum(parts.values())
+        loss.backward()
+        last.clear()
+        last.update({k: v.detach() for k, v in parts.items()}, loss=loss.detach())
+        return loss
+
+    bar = tqdm(range(1, cfg.iters + 1), desc=cfg.desc, disable=not cfg.progress, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
+    for it in bar:
+        opt.step(closure)
+        with torch.no_grad():
+            if cfg.project is not None:
+                cfg.project(x, it)
+            if cfg.clamp and cfg.optimizer != "lbfgs":
+                x.clamp_(0, 1)
+        row = {k: float(v) for k, v in last.items()}
+        cfg.history.append({"iter": it, **row})
+        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
+        if cfg.snapshot_every and cfg.snapshot_path and it % cfg.snapshot_every == 0 and it < cfg.iters:
+            _snapshot(cfg, x.detach().clamp(0, 1), it)
+    bar.close()
+    result = x.detach()
+    return result.clamp(0, 1) if cfg.clamp else result
+
+
+def coarse_to_fine(sizes: Sequence[tuple[int, int]], build: Callable[[tuple[int, int]], tuple[Objective, torch.Tensor]],
+                   net, cfg: LoopConfig, iters: Sequence[int] | None = None) -> torch.Tensor:
+    """Run the loop at each (H, W) in turn; each stage starts from the last result, upsampled.
+
+    `build(hw)` returns the objective at that size and the start image for the first stage. Most of the
+    work happens at the small sizes, where it is cheap; the large ones only add detail.
+    """
+    image = None
+    for stage, hw in enumerate(sizes):
+        objective, init = build(hw)
+        if image is not None:
+            init = resize(image, hw)
+        stage_cfg = LoopConfig(**{**cfg.__dict__, "iters": iters[stage] if iters else cfg.iters,
+                                  "desc": f"{cfg.desc} {hw[1]}x{hw[0]}"})
+        image = optimize_pixels(objective, net, init, stage_cfg)
+        cfg.history.extend(stage_cfg.history)
+    return image

@@ -1,0 +1,156 @@
+"""Neural style transfer (Gatys, Ecker & Bethge, https://arxiv.org/abs/1508.06576), texture synthesis and
+feature inversion (Mahendran & Vedaldi, https://arxiv.org/abs/1412.0035): three objectives on the pixel loop.
+
+    stylize(content, [style], StyleConfig(style_weight=20))   # content + style + TV
+    texture(style, (256, 256))                                 # style + TV, from noise
+    invert(image, "relu3_3")                                   # content + TV, from noise
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from . import objectives as O
+from .color import keep_colors, luminance, match_luminance
+from .errors import LossnetError
+from .features import LossNetwork
+from .io import load_image, resize, resize_longest
+from .optimize import LoopConfig, coarse_to_fine
+
+DEFAULT_CONTENT_LAYERS = ("relu4_2",)
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@dataclass
+class StyleConfig:
+    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS
+    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: Sequence[float] | None = None  # one per style layer; default equal
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    style_scale: float = 1.0  # style image's longest side relative to the output's
+    original_colors: bool = False
+    init: str = "content"  # "content", "noise", or an image path
+    sizes: Sequence[int] = (512,)  # longest side of each coarse-to-fine stage
+    iters: Sequence[int] | None = None  # per stage; default loop.iters each
+    arch: str = "vgg16"
+    weights: str | None = None
+    pooling: str = "max"
+    seed: int = 0
+    device: str = "cpu"
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+
+def check_weights(name: str, weights: Sequence[float], count: int) -> list[float]:
+    """Blend or layer weights: one per item, non-negative, not all zero."""
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise LossnetError(f"{name}: {len(weights)} weights given for {count} items")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise LossnetError(f"{name}: weights must be non-negative and not all zero, got {weights}")
+    return weights
+
+
+def blended_grams(net: LossNetwork, styles: Sequence[torch.Tensor], blend: Sequence[float],
+                  layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Target Gram per layer: the blend-weighted mean of each style image's Gram (as neural-style does)."""
+    total = sum(blend)
+    grams = {layer: 0.0 for layer in layers}
+    with torch.no_grad():
+        for image, w in zip(styles, blend):
+            feats = net(image)
+            for layer in layers:
+                grams[layer] = grams[layer] + (w / total) * O.gram_matrix(feats[layer])
+    return grams
+
+
+def _hw(image: torch.Tensor, longest: int) -> tuple[int, int]:
+    h, w = image.shape[-2:]
+    s = longest / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _network(cfg: StyleConfig, layers: Sequence[str]) -> LossNetwork:
+    torch.manual_seed(cfg.seed)
+    return LossNetwork(layers, cfg.arch, cfg.weights, cfg.pooling).to(cfg.device)
+
+
+def _start(init: str, hw: tuple[int, int], content: torch.Tensor | None, seed: int) -> torch.Tensor:
+    if init == "content" and content is not None:
+        return resize(content, hw)
+    if init in ("noise", "content"):
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(1, 3, *hw, generator=g)
+    return resize(load_image(init), hw)
+
+
+def _style_objective(net, styles, blend, cfg: StyleConfig, hw) -> O.Objective:
+    scaled = [resize_longest(s, max(16, round(cfg.style_scale * max(hw)))) for s in styles]
+    layer_w = check_weights("style layer weights", cfg.style_layer_weights, len(cfg.style_layers)) \
+        if cfg.style_layer_weights is not None else [1.0 / len(cfg.style_layers)] * len(cfg.style_layers)
+    grams = blended_grams(net, scaled, blend, cfg.style_layers)
+    return O.style(grams, dict(zip(cfg.style_layers, layer_w)))
+
+
+def _content_objective(net, target: torch.Tensor, layers) -> O.Objective:
+    with torch.no_grad():
+        feats = net(target)
+    return sum(O.content(layer, feats[layer]) for layer in layers) * (1.0 / len(layers))
+
+
+def stylize(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: StyleConfig | None = None,
+            blend: Sequence[float] | None = None) -> torch.Tensor:
+    """Optimise an image whose features match `content` and whose Grams match the blended `styles`."""
+    cfg = cfg or StyleConfig()
+    if not styles:
+        raise LossnetError("at least one style image is needed")
+    blend = check_weights("style blend", blend if blend is not None else [1.0] * len(styles), len(styles))
+    original = content
+    if cfg.original_colors:  # luminance-only transfer; colours come back from the content at the end
+        content, styles = luminance(content), [match_luminance(s, content) for s in styles]
+    content, styles = content.to(cfg.device), [s.to(cfg.device) for s in styles]
+    net = _network(cfg, list(cfg.content_layers) + list(cfg.style_layers))
+
+    def build(hw):
+        target = resize(content, hw)
+        objective = (cfg.content_weight * _content_objective(net, target, list(cfg.content_layers))
+                     + cfg.style_weight * _style_objective(net, styles, blend, cfg, hw)
+                     + cfg.tv_weight * O.tv())
+        return objective, _start(cfg.init, hw, content, cfg.seed).to(cfg.device)
+
+    result = coarse_to_fine([_hw(content, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters)
+    return keep_colors(result, original.to(result.device)) if cfg.original_colors else result
+
+
+def texture(style: torch.Tensor | Sequence[torch.Tensor], size: tuple[int, int], cfg: StyleConfig | None = None,
+            blend: Sequence[float] | None = None) -> torch.Tensor:
+    """Texture synthesis (Gatys et al. 2015): match Grams only, starting from noise. `size` is the final (H, W)."""
+    cfg = cfg or StyleConfig(init="noise")
+    styles = [style] if isinstance(style, torch.Tensor) else list(style)
+    blend = check_weights("style blend", blend if blend is not None else [1.0] * len(styles), len(styles))
+    styles = [s.to(cfg.device) for s in styles]
+    net = _network(cfg, cfg.style_layers)
+    final = max(size)
+    stages = [(max(1, round(size[0] * s / final)), max(1, round(size[1] * s / final))) for s in cfg.sizes]
+
+    def build(hw):
+        objective = cfg.style_weight * _style_objective(net, styles, blend, cfg, hw) + cfg.tv_weight * O.tv()
+        return objective, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
+
+    return coarse_to_fine(stages, build, net, cfg.loop, cfg.iters)
+
+
+def invert(image: torch.Tensor, layer: str = "relu3_3", cfg: StyleConfig | None = None) -> torch.Tensor:
+    """Feature inversion: an image, from noise, whose `layer` features match those of `image` (plus TV)."""
+    cfg = cfg or StyleConfig(init="noise", tv_weight=0.05)
+    image = image.to(cfg.device)
+    net = _network(cfg, [layer])
+
+    def build(hw):
+        objective = cfg.content_weight * _content_objective(net, resize(image, hw), [layer]) + cfg.tv_weight * O.tv()
+        return objective, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
+
+    return coarse_to_fine([_hw(image, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters)
