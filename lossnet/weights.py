@@ -185,3 +185,28 @@ def vgg_weights(arch: str = "vgg16", path: str | os.PathLike | None = None, quie
     if not quiet:
         notice(f"loss network weights: {w.description}")
     return w
+
+
+# ----------------------------------------------------------------------------- trained lossnet models
+def save_model(module: torch.nn.Module, path: str | os.PathLike, kind: str, config: dict) -> Path:
+    """A trained network as safetensors + metadata naming its kind and constructor config (no pickle)."""
+    import json
+    save_state_dict(module.state_dict(), path, metadata={"lossnet_kind": kind, "lossnet_config": json.dumps(config)})
+    return Path(path)
+
+
+def read_model(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state_dict, config) of a model file written by `save_model`; a clear error for any other file."""
+    import json
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise LossnetError(f"{path}: lossnet models are .safetensors files (refusing to unpickle anything else)")
+    state_dict = load_state_dict(path)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    found = meta.get("lossnet_kind")
+    if found != kind:
+        raise LossnetError(f"{path} is {'a ' + found if found else 'not a lossnet'} model, not a {kind} model")
+    return state_dict, json.loads(meta.get("lossnet_config", "{}"))

@@ -1,0 +1,214 @@
+"""THE generator loop: train a network against a fixed loss network, or a learned one (a discriminator).
+
+Feed-forward style (Johnson et al.), super-resolution and pix2pix are each a `Task`: where batches come from
+and which named loss terms the generator (and, for a GAN, the discriminator) minimises. The loop owns
+everything else: optimisers, learning-rate schedule, progress bar, a CSV loss log, sample images, non-finite
+checks, and checkpoints that make a killed run resume exactly where it was (same step, same optimiser state,
+same random stream: batches are a function of the step, and the RNG state is saved).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import LossnetError
+from .io import save_image
+from .weights import load_state_dict, save_state_dict
+
+Losses = dict[str, torch.Tensor]
+
+
+class Task(Protocol):
+    """What a method gives the loop. `discriminator` is None for a fixed loss network."""
+    generator: nn.Module
+    discriminator: nn.Module | None
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]: ...  # deterministic in (seed, step)
+    def generator_loss(self, batch: dict, output: torch.Tensor) -> Losses: ...
+    def discriminator_loss(self, batch: dict, output: torch.Tensor) -> Losses: ...
+    def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor: ...  # an image grid (1, 3, H, W)
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 2000
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    decay_from: int | None = None  # linear decay of the lr to 0 from this step on (pix2pix); None: constant
+    checkpoint_every: int = 200
+    sample_every: int = 200
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    desc: str = "train"
+    meta: dict = field(default_factory=dict)  # method config, saved with checkpoints
+
+    def lr_factor(self, step: int) -> float:
+        if self.decay_from is None or step < self.decay_from:
+            return 1.0
+        return max(0.0, 1.0 - (step - self.decay_from) / max(1, self.iters - self.decay_from))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    sd = opt.state_dict()
+    for index, state in sd["state"].items():
+        for name, value in state.items():
+            tensors[f"{prefix}.state.{index}.{name}"] = torch.as_tensor(value)
+    meta[prefix] = sd["param_groups"]
+
+
+def _unflatten_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + ".state."):
+            index, name = key[len(prefix) + 7:].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": meta[prefix]})
+
+
+def save_checkpoint(path: Path, step: int, modules: dict[str, nn.Module], optimizers: dict, cfg: TrainConfig) -> None:
+    tensors = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+    meta: dict = {"step": step, "config": cfg.meta}
+    for name, opt in optimizers.items():
+        _flatten_optimizer(f"optim_{name}", opt, tensors, meta)
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_state_dict(tensors, path, metadata={"lossnet_checkpoint": json.dumps(meta)})
+
+
+def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict) -> int:
+    """Restore modules, optimisers and the RNG; returns the step to continue from."""
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads((f.metadata() or {}).get("lossnet_checkpoint", "null") or "null")
+    if meta is None:
+        raise LossnetError(f"{path} is not a lossnet training checkpoint")
+    tensors = load_state_dict(path)
+    for name, module in modules.items():
+        own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        try:
+            module.load_state_dict(own, strict=True)
+        except RuntimeError as e:
+            raise LossnetError(f"checkpoint {path} does not fit this {name}: {str(e).splitlines()[0]}") from None
+    for name, opt in optimizers.items():
+        _unflatten_optimizer(f"optim_{name}", opt, tensors, meta)
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["step"])
+
+
+# ----------------------------------------------------------------------------- the loop
+class LossLog:
+    """log.csv: one row per step with every loss term; on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path, self.fields = path, None
+        rows = []
+        if resume_step and path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        if rows:
+            self.fields = list(rows[0].keys())
+            self._rewrite(rows)
+        else:
+            path.unlink(missing_ok=True)
+
+    def _rewrite(self, rows):
+        with open(self.path, "w", newline="") as f:
+            w = csv.DictWriter(f, self.fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        new = self.fields is None
+        if new:
+            self.fields = list(row.keys())
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def _check_finite(losses: Losses, step: int, who: str) -> None:
+    bad = [k for k, v in losses.items() if not math.isfinite(float(v.detach()))]
+    if bad:
+        raise LossnetError(f"{who} loss term {', '.join(bad)} became non-finite at step {step}: "
+                           "lower the learning rate or that term's weight")
+
+
+def _step(opt, losses: Losses) -> torch.Tensor:
+    opt.zero_grad(set_to_none=True)
+    total = sum(losses.values())
+    total.backward()
+    opt.step()
+    return total.detach()
+
+
+def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = False,
+          on_checkpoint: Callable[[int], None] | None = None) -> list[dict]:
+    """Train task.generator for cfg.iters steps; returns the loss rows. Resumes from run_dir/checkpoint."""
+    run_dir = Path(run_dir)
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    ckpt = run_dir / "checkpoint.safetensors"
+    torch.manual_seed(cfg.seed)
+    gen, disc = task.generator.to(cfg.device), task.discriminator
+    modules = {"generator": gen}
+    optimizers = {"g": torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=cfg.betas)}
+    if disc is not None:
+        modules["discriminator"] = disc.to(cfg.device)
+        optimizers["d"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
+    step = 0
+    if resume and ckpt.is_file():
+        step = load_checkpoint(ckpt, modules, optimizers)
+        print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+    elif resume:
+        print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
+    (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg)}, indent=1, default=str))
+    log, rows, start = LossLog(run_dir / "log.csv", step), [], time.time()
+    for m in modules.values():
+        m.train()
+    bar = tqdm(total=cfg.iters, initial=step, desc=cfg.desc, disable=not cfg.progress, file=sys.stderr,
+               dynamic_ncols=True)
+    while step < cfg.iters:
+        for opt in optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * cfg.lr_factor(step)
+        batch = {k: v.to(cfg.device) for k, v in task.batch(step).items()}
+        output = gen(batch["input"])
+        row = {}
+        if disc is not None:  # learned loss: the discriminator first sees this output, detached
+            disc.requires_grad_(True)
+            d_losses = task.discriminator_loss(batch, output.detach())
+            _check_finite(d_losses, step, "discriminator")
+            row["d_total"] = float(_step(optimizers["d"], d_losses))
+            row.update({f"d_{k}": float(v.detach()) for k, v in d_losses.items()})
+            disc.requires_grad_(False)
+        g_losses = task.generator_loss(batch, output)
+        _check_finite(g_losses, step, "generator")
+        row["total"] = float(_step(optimizers["g"], g_losses))
+        row.update({k: float(v.detach()) for k, v in g_losses.items()})
+        step += 1
+        rows.append({"step": step, "seconds": round(time.time() - start, 2), "lr": cfg.lr * cfg.lr_factor(step - 1), **row})
+        log.write(rows[-1])
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
+        if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.iters):
+            with torch.no_grad():
+                save_image(task.samples(batch, output.detach()), run_dir / "samples" / f"step{step:06d}.png")
+        if step % cfg.checkpoint_every == 0 or step == cfg.iters:
+            save_checkpoint(ckpt, step, modules, optimizers, cfg)
+            if on_checkpoint:
+                on_checkpoint(step)
+    bar.close()
+    gen.eval()
+    return rows
