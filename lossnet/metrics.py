@@ -1,0 +1,88 @@
+"""Image quality metrics as super-resolution papers report them.
+
+`psnr` and `ssim` match scikit-image's `peak_signal_noise_ratio` and `structural_similarity(...,
+gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=...)`, which is Wang et al.'s
+SSIM (https://doi.org/10.1109/TIP.2003.819861): 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,
+averaged over the window positions that lie fully inside the image, then over channels (and images).
+`sr_scores` is the usual SR protocol: 8-bit output, Y channel (BT.601, as MATLAB's rgb2ycbcr), `scale`
+pixels of border cropped. Everything is computed in float64 and returned as Python floats.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .errors import LossnetError
+
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.shape != b.shape:
+        raise LossnetError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)}")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> float:
+    """10 log10(range^2 / MSE) over all elements, in dB; inf for identical images."""
+    _check_pair(a, b)
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
+
+
+def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> float:
+    """Mean SSIM of (..., H, W) images (channels and images averaged); 1.0 for identical images.
+
+    Only fully-inside windows count, which is what scikit-image's result is after it crops the border,
+    so no padding convention matters.
+    """
+    _check_pair(a, b)
+    h, w = a.shape[-2:]
+    if min(h, w) < SSIM_WINDOW:
+        raise LossnetError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {w}x{h}")
+    x, y = (t.double().reshape(-1, 1, h, w) for t in (a, b))
+    g = _gaussian_window()
+
+    def mean(t):  # separable Gaussian local mean, 'valid' positions only
+        return F.conv2d(F.conv2d(t, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+
+    mx, my = mean(x), mean(y)
+    vx, vy, cxy = mean(x * x) - mx * mx, mean(y * y) - my * my, mean(x * y) - mx * my  # population (co)variances
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.mean().item()
+
+
+def rgb_to_y(image: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) RGB [0, 1] -> (..., 1, H, W) luma, ITU-R BT.601 studio range: Y in [16, 235] / 255."""
+    if image.shape[-3] != 3:
+        raise LossnetError(f"expected an RGB image (3 channels), got {image.shape[-3]}")
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=image.dtype, device=image.device) / 255.0
+    return (image * weights.view(3, 1, 1)).sum(-3, keepdim=True) + 16.0 / 255.0
+
+
+def _to_8bit(image: torch.Tensor) -> torch.Tensor:
+    return (image.double().clamp(0, 1) * 255).round() / 255
+
+
+def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int, quantize: bool = True) -> dict[str, float]:
+    """{"psnr", "ssim"} on the Y channel with `scale` border pixels cropped, averaged over a batch.
+
+    `quantize` rounds both images to 8 bits first, as if the SR output had been saved (the papers score
+    saved PNGs); Y itself is not rounded (BasicSR's convention; MATLAB's uint8 rgb2ycbcr differs by ~0.01 dB).
+    """
+    _check_pair(sr, hr)
+    if quantize:
+        sr, hr = _to_8bit(sr), _to_8bit(hr)
+    crop = (slice(None),) * (sr.dim() - 2) + (slice(scale, -scale or None),) * 2
+    ys, yh = rgb_to_y(sr.double())[crop], rgb_to_y(hr.double())[crop]
+    pairs = list(zip(ys, yh)) if sr.dim() == 4 else [(ys, yh)]
+    return {"psnr": sum(psnr(s, h) for s, h in pairs) / len(pairs),
+            "ssim": sum(ssim(s, h) for s, h in pairs) / len(pairs)}
