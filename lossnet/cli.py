@@ -43,10 +43,24 @@ def nonneg(text: str) -> float:
     return v
 
 
+def positive(text: str) -> float:
+    v = float(text)
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
 def positive_int(text: str) -> int:
     v = int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return v
 
 
@@ -66,8 +80,8 @@ def add_loop_args(p: argparse.ArgumentParser, iters: int, sizes: str) -> None:
                    help=f"coarse-to-fine longest sides, e.g. 256,512,1024 (default {sizes})")
     g.add_argument("--iters", type=ints, default=[iters], help=f"iterations, one value or one per scale (default {iters})")
     g.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
-    g.add_argument("--lr", type=float, help="step size (Adam default 0.02; L-BFGS 1)")
-    g.add_argument("--snapshot-every", type=int, default=0, help="save an intermediate image every N iterations")
+    g.add_argument("--lr", type=positive, help="step size (Adam default 0.02; L-BFGS 1)")
+    g.add_argument("--snapshot-every", type=nonneg_int, default=0, help="save an intermediate image every N iterations")
     g.add_argument("--init", default=None, help="content, noise, or an image file")
     g.add_argument("--tv-weight", type=nonneg, default=None)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -90,7 +104,7 @@ def report(path, image, start: float) -> None:
 
 
 # Each module registers its subcommands; the library modules themselves know nothing of the CLI.
-COMMAND_MODULES = ["style"]
+COMMAND_MODULES = ["style", "fast", "superres", "pix2pix", "viz"]
 
 
 def build_parser() -> Parser:

@@ -31,7 +31,7 @@ def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
 
 def run_demo(out: Path, quick: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    sizes, iters = ([64], [10]) if quick else ([128, 256], [150, 100])
+    sizes, iters = ([64], [10]) if quick else ([128, 256], [120, 80])
     start = time.time()
     content = content_photo(max(sizes))
     written = [save_image(content, out / "content.png")]
@@ -45,6 +45,8 @@ def run_demo(out: Path, quick: bool = False) -> list[Path]:
         print(f"stylized with {name} in {time.time() - t:.1f} s")
         row += [style, image]
     written.append(save_image(side_by_side(row), out / "summary.png"))
+    from .fast import run_demo_part
+    written += run_demo_part(out, content, quick)
     for path in written:
         print(f"wrote {path}")
     print(f"demo done in {time.time() - start:.1f} s; outputs in {out}/")

@@ -10,7 +10,7 @@ from torch import nn
 
 from .errors import LossnetError
 from .nets.vgg import layer_index, layer_names, make_features
-from .weights import Weights, vgg_weights
+from .weights import Weights, notice, vgg_weights
 
 
 def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
@@ -25,6 +25,18 @@ def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], what: 
     module.load_state_dict({k: state_dict[k] for k in own}, strict=True)
 
 
+def check_arch(state_dict: dict[str, torch.Tensor], arch: str) -> None:
+    """Every `features.*` tensor in a file must have its place in `arch`: a VGG19 file is not a VGG16 file,
+    even where the first layers would fit (shapes come from a meta-device build: nothing is allocated)."""
+    with torch.device("meta"):
+        expected = {f"features.{k}": v.shape for k, v in make_features(arch).state_dict().items()}
+    for key, value in state_dict.items():
+        if key.startswith("features.") and expected.get(key) != value.shape:
+            should = f"should be {tuple(expected[key])}" if key in expected else f"has no place in {arch}"
+            raise LossnetError(f"weights do not fit {arch}: {key} {should}, found {tuple(value.shape)} "
+                               "(a file for another network? see --network)")
+
+
 class LossNetwork(nn.Module):
     """A frozen VGG cut after its deepest tap; `forward` returns the taps' activations by name."""
 
@@ -34,7 +46,7 @@ class LossNetwork(nn.Module):
         for name in layers:  # validate before loading (or downloading) any weights
             layer_index(arch, name)
         if not isinstance(weights, Weights):
-            weights = vgg_weights(arch, weights, quiet=quiet)
+            weights = vgg_weights(arch, weights, quiet=True)  # said below, once the weights are known to fit
         self.arch = weights.arch
         self.preprocess = weights.preprocess
         self.layers = list(dict.fromkeys(layers))
@@ -45,13 +57,24 @@ class LossNetwork(nn.Module):
         depth = max(self.index.values()) + 1
         keep = frozenset(i for name, i in self.index.items() if name.startswith("conv"))
         self.features = make_features(self.arch, depth, pooling, weights.ceil_mode, keep)
+        check_arch(weights.state_dict, self.arch)
         load_matching(self, {k: v for k, v in weights.state_dict.items() if k.startswith("features.")},
                       f"{self.arch} up to {names[depth - 1]}")
         self.requires_grad_(False)
         self.eval()
         self.weights_description = weights.description
+        # Without ceil_mode a 1-pixel map pools to nothing: each pooling layer doubles the smallest input.
+        pools = sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in self.features)
+        self.min_side = 1 if weights.ceil_mode else 2 ** pools
+        self.deepest = names[depth - 1]
+        if not quiet:
+            notice(f"loss network weights: {weights.description}")
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if min(image.shape[-2:]) < self.min_side:
+            h, w = image.shape[-2:]
+            raise LossnetError(f"a {w}x{h} image is too small for {self.arch} up to {self.deepest}: "
+                               f"it needs at least {self.min_side} pixels per side")
         out, wanted = {}, {i: name for name, i in self.index.items()}
         x = self.preprocess(image)
         for i, layer in enumerate(self.features):

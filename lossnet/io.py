@@ -53,6 +53,30 @@ def _to_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
+# EXIF orientation -> the numpy form of Pillow's `ImageOps.exif_transpose` for arrays Pillow cannot hold.
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.transpose(1, 0, 2),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).transpose(1, 0, 2), 8: lambda a: np.rot90(a, 1)}
+
+
+def _deep_tiff(path: Path, im: Image.Image) -> np.ndarray | None:
+    """16-bit RGB(A) TIFF -> float32 (H, W, 3): Pillow reads these as 8-bit, tifffile keeps every bit."""
+    bits = im.tag_v2.get(258, 8) if im.format == "TIFF" else 8
+    if im.mode not in ("RGB", "RGBA") or max(bits if isinstance(bits, tuple) else (bits,)) <= 8:
+        return None
+    try:
+        import tifffile
+        a = tifffile.imread(path, key=0)
+    except ImportError:
+        return None
+    if a.ndim != 3 or a.shape[-1] not in (3, 4) or a.dtype != np.uint16:
+        return None
+    a = a.astype(np.float32) / 65535.0
+    if a.shape[-1] == 4:  # composite on white, as for 8-bit images
+        a = a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])
+    orient = _ORIENT.get(im.getexif().get(0x0112, 1))
+    return orient(a) if orient else a
+
+
 def load_image(path: str | os.PathLike, size: int | None = None, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Read an image as (1, 3, H, W) RGB float in [0, 1]; `size` resizes so the longest side is `size`."""
     path = Path(path)
@@ -66,11 +90,13 @@ def load_image(path: str | os.PathLike, size: int | None = None, max_pixels: int
     if min(w, h) < MIN_SIDE:
         raise LossnetError(f"{path} is {w}x{h}: images need at least {MIN_SIDE} pixels per side")
     try:
-        im = ImageOps.exif_transpose(im)
-        array = _to_array(im)
+        array = _deep_tiff(path, im)
+        if array is None:
+            array = _to_array(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError) as e:
         raise LossnetError(f"cannot decode {path}: {e} (truncated or corrupt file?)") from None
-    image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
+    # contiguous (1, 3, H, W), not a permuted view of (H, W, 3): L-BFGS flattens gradients with .view()
+    image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
     return resize_longest(image, size) if size else image
 
 

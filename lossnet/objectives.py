@@ -87,7 +87,8 @@ def style(grams: dict[str, torch.Tensor], layer_weights: dict[str, float] | None
 def tv() -> Objective:
     """Total variation: mean squared difference of neighbouring pixels (smooth, so L-BFGS likes it)."""
     def term(feats, image):
-        return (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean() + (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+        dy, dx = image[..., 1:, :] - image[..., :-1, :], image[..., :, 1:] - image[..., :, :-1]
+        return sum(d.pow(2).mean() for d in (dy, dx) if d.numel())  # a 1-pixel side has no neighbours
     return Objective([(1.0, "tv", term)])
 
 
@@ -97,6 +98,16 @@ def activation(layer: str, channel: int | None = None, name: str = "activation")
         f = feats[layer] if channel is None else feats[layer][:, channel]
         return f.mean()
     return Objective([(1.0, name, term)], (layer,))
+
+
+def energy(layer: str, name: str = "energy") -> Objective:
+    """Mean squared activation of a layer: DeepDream's objective (its gradient is the activation itself)."""
+    return Objective([(1.0, name, lambda feats, image: feats[layer].pow(2).mean())], (layer,))
+
+
+def logit(index: int, layer: str = "logits", name: str = "logit") -> Objective:
+    """One output unit of a layer (a class score), averaged over the batch; maximise with a negative weight."""
+    return Objective([(1.0, name, lambda feats, image: feats[layer][:, index].mean())], (layer,))
 
 
 def l2(name: str = "l2") -> Objective:

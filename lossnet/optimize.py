@@ -26,16 +26,48 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 @dataclass
 class LoopConfig:
     iters: int = 300
-    optimizer: str = "lbfgs"  # or "adam"
-    lr: float | None = None  # Adam's step; default 0.02 (images live in [0, 1])
+    optimizer: str = "lbfgs"  # or "adam", or "normalized" (DeepDream's L1-normalised gradient steps)
+    lr: float | None = None  # Adam's step; default 0.02 (images live in [0, 1]); "normalized": default 0.01
     transforms: Sequence[Transform] = ()  # applied, differentiably, to the image the network sees
     project: Callable[[torch.Tensor, int], None] | None = None  # in-place pixel update after each step
     clamp: bool = True  # keep pixels in [0, 1] (after each Adam step; at the end for L-BFGS)
+    stop: Callable[[dict], bool] | None = None  # end early once true of the latest history row
     snapshot_every: int = 0
     snapshot_path: str | None = None  # e.g. out.png -> out_iter0100.png
     progress: bool = True
     desc: str = "optimise"
     history: list = field(default_factory=list)  # filled with {"iter", "loss", term...} rows
+
+
+class NormalizedSGD(torch.optim.Optimizer):
+    """Gradient steps divided by the gradient's mean absolute value (DeepDream): each step moves pixels by
+    about `lr` whatever the objective's scale, so one step size fits every layer."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad / (p.grad.abs().mean() + 1e-12), alpha=-group["lr"])
+        return loss
+
+
+def jitter(pixels: int, seed: int = 0) -> Transform:
+    """A transform: roll the image by a random shift of up to `pixels` each call, so the optimised pattern
+    cannot rely on an exact pixel grid (class visualisation, DeepDream). Seeded for repeatable runs."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def shift(x: torch.Tensor) -> torch.Tensor:
+        dy, dx = torch.randint(-pixels, pixels + 1, (2,), generator=generator).tolist()
+        return torch.roll(x, (dy, dx), dims=(-2, -1))
+    return shift
 
 
 def _check_finite(parts: dict[str, torch.Tensor], it: int) -> None:
@@ -55,14 +87,16 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
                     cfg: LoopConfig | None = None) -> torch.Tensor:
     """Minimise objective(net(transforms(x)), x) over the pixels x, starting at `init`. Returns x."""
     cfg = cfg or LoopConfig()
-    x = init.detach().clone().requires_grad_(True)
+    x = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)  # L-BFGS needs .view()
     if cfg.optimizer == "lbfgs":
         # One L-BFGS iteration per step() so the progress bar, snapshots and projections see every iteration.
         opt = torch.optim.LBFGS([x], lr=cfg.lr or 1.0, max_iter=1, history_size=20)
     elif cfg.optimizer == "adam":
         opt = torch.optim.Adam([x], lr=cfg.lr or 0.02)
+    elif cfg.optimizer == "normalized":
+        opt = NormalizedSGD([x], lr=cfg.lr or 0.01)
     else:
-        raise LossnetError(f"unknown optimizer {cfg.optimizer!r}: choose lbfgs or adam")
+        raise LossnetError(f"unknown optimizer {cfg.optimizer!r}: choose lbfgs, adam or normalized")
 
     last: dict[str, torch.Tensor] = {}
 
@@ -93,6 +127,8 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
         if cfg.snapshot_every and cfg.snapshot_path and it % cfg.snapshot_every == 0 and it < cfg.iters:
             _snapshot(cfg, x.detach().clamp(0, 1), it)
+        if cfg.stop is not None and cfg.stop(cfg.history[-1]):
+            break
     bar.close()
     result = x.detach()
     return result.clamp(0, 1) if cfg.clamp else result
@@ -110,7 +146,7 @@ def coarse_to_fine(sizes: Sequence[tuple[int, int]], build: Callable[[tuple[int,
         objective, init = build(hw)
         if image is not None:
             init = resize(image, hw)
-        stage_cfg = LoopConfig(**{**cfg.__dict__, "iters": iters[stage] if iters else cfg.iters,
+        stage_cfg = LoopConfig(**{**cfg.__dict__, "iters": iters[stage] if iters else cfg.iters, "history": [],
                                   "desc": f"{cfg.desc} {hw[1]}x{hw[0]}"})
         image = optimize_pixels(objective, net, init, stage_cfg)
         cfg.history.extend(stage_cfg.history)

@@ -184,7 +184,8 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * cfg.lr_factor(step)
         batch = {k: v.to(cfg.device) for k, v in task.batch(step).items()}
-        output = gen(batch["input"])
+        # A conditional generator (e.g. one style network for many styles) also gets batch["condition"].
+        output = gen(batch["input"]) if "condition" not in batch else gen(batch["input"], batch["condition"])
         row = {}
         if disc is not None:  # learned loss: the discriminator first sees this output, detached
             disc.requires_grad_(True)

@@ -74,6 +74,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise LossnetError(f"weights file not found: {path}")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise LossnetError(f"cannot read weights {path}: {e.strerror or e}") from None
+    if path.suffix != ".safetensors" and not head.startswith((b"PK", b"\x80")):  # torch.save: zip, or legacy pickle
+        raise LossnetError(f"cannot read weights {path}: not a safetensors or PyTorch (.pth) state-dict file")
+    try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             sd = load_file(str(path))
@@ -81,6 +88,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any parse failure means the same thing to the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if first.startswith("Weights only load failed"):  # torch's advice to unpickle code is not ours to give
+            first = "it holds pickled objects other than tensors, which lossnet does not load"
         raise LossnetError(f"cannot read weights {path}: not a valid safetensors/state-dict file ({first})") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]

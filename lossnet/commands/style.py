@@ -4,18 +4,24 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_loop_args, add_network_args, floats, names, nonneg, positive_int, report, resolve_device
+from ..cli import (add_loop_args, add_network_args, floats, names, nonneg, positive, positive_int, report,
+                   resolve_device)
 from ..errors import LossnetError
 
 
 def style_config(args, init_default: str, tv_default: float, **overrides):
     """StyleConfig + LoopConfig from the shared arguments."""
-    from ..io import check_writable
+    from ..io import MIN_SIDE, check_writable, load_image
     from ..optimize import LoopConfig
     from ..style import StyleConfig
 
     check_writable(args.output)
     sizes = [args.size] if args.size else args.scales
+    if min(sizes) < MIN_SIDE:
+        raise LossnetError(f"output size {min(sizes)} is too small: use at least {MIN_SIDE} pixels")
+    init = args.init or init_default
+    if init not in ("content", "noise"):
+        load_image(init, max(sizes))  # a bad start image fails now, not after the network is loaded
     iters = args.iters if len(args.iters) > 1 else None
     if iters and len(iters) != len(sizes):
         raise LossnetError(f"--iters has {len(iters)} values for {len(sizes)} scales")
@@ -23,7 +29,7 @@ def style_config(args, init_default: str, tv_default: float, **overrides):
                       snapshot_every=args.snapshot_every, snapshot_path=args.output, desc=args.command)
     tv = args.tv_weight if args.tv_weight is not None else tv_default
     return StyleConfig(sizes=sizes, iters=iters, arch=args.network, weights=args.weights, pooling=args.pooling,
-                       seed=args.seed, device=resolve_device(args.device), init=args.init or init_default,
+                       seed=args.seed, device=resolve_device(args.device), init=init,
                        tv_weight=tv, loop=loop, **overrides)
 
 
@@ -31,9 +37,14 @@ def cmd_stylize(args) -> None:
     from ..io import load_image, save_image
     from ..style import check_weights, stylize
 
+    if getattr(args, "model", None):  # feed-forward: a trained style network (commands/fast.py)
+        from .fast import cmd_stylize_model
+        return cmd_stylize_model(args)
     if not args.style:
         raise LossnetError("stylize needs --style IMAGE (optimisation) or --model MODEL (feed-forward)")
     blend = check_weights("--style-weights", args.style_weights or [1.0] * len(args.style), len(args.style))
+    if args.style_layer_weights is not None:
+        check_weights("--style-layer-weights", args.style_layer_weights, len(args.style_layers))
     cfg = style_config(args, "content", 1.0, content_layers=args.content_layers, style_layers=args.style_layers,
                        style_layer_weights=args.style_layer_weights, content_weight=args.content_weight,
                        style_weight=args.style_weight, style_scale=args.style_scale,
@@ -46,10 +57,12 @@ def cmd_stylize(args) -> None:
 
 
 def cmd_texture(args) -> None:
-    from ..io import load_image, save_image
+    from ..io import MIN_SIDE, load_image, save_image
     from ..style import texture
 
     cfg = style_config(args, "noise", 0.1, style_layers=args.style_layers, style_weight=1.0)
+    if min(args.width or MIN_SIDE, args.height or MIN_SIDE) < MIN_SIDE:
+        raise LossnetError(f"--width and --height must be at least {MIN_SIDE} pixels")
     start = time.time()
     style = load_image(args.style, max(cfg.sizes))
     size = max(cfg.sizes)
@@ -80,7 +93,7 @@ def register(sub) -> None:
     p.add_argument("content", help="content image")
     p.add_argument("--style", action="append", default=[], help="style image (repeat for several)")
     p.add_argument("--style-weights", type=floats, help="blend weights, one per --style, e.g. 0.7,0.3")
-    p.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to the output")
+    p.add_argument("--style-scale", type=positive, default=1.0, help="style image size relative to the output")
     p.add_argument("--original-colors", action="store_true", help="keep the content's colours (luminance-only transfer)")
     p.add_argument("--content-layers", type=names, default=list(DEFAULT_CONTENT_LAYERS))
     p.add_argument("--style-layers", type=names, default=list(DEFAULT_STYLE_LAYERS))

@@ -1,0 +1,260 @@
+"""Feed-forward style transfer: speed, memory, and quality against Gatys on the same objective.
+
+    python bench/bench_fast.py            # speed table (markdown): ms/image, FLOP bound, ONNX, tiles, lite
+    python bench/bench_fast.py quality    # objective of the network vs Gatys after 25/50/100/200 L-BFGS iters
+
+`main()` prints the speed table (bench/run.py calls it). Timings use 2 threads (the project's 2-core box);
+each is the median of several runs after a warm-up.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lossnet import fast  # noqa: E402
+from lossnet.nets.transformer import TransformerNet  # noqa: E402
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+STYLES = Path(os.environ.get("LOSSNET_DATA", ROOT.parent / "shared" / "data")) / "styles"
+HELD_OUT = Path(os.environ.get("LOSSNET_DATA", ROOT.parent / "shared" / "data")) / "photos" / "BSDS500" / "val"
+
+
+def median_ms(fn, repeats: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2] * 1000
+
+
+def conv_flops(net: torch.nn.Module, hw: tuple[int, int]) -> float:
+    """FLOPs (2 x multiply-adds) of every conv for one image of size hw."""
+    total = 0.0
+
+    def hook(m, inp, out):
+        nonlocal total
+        total += 2 * out.numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1] / m.groups
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.rand(1, 3, *hw))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def conv_throughput() -> float:
+    """GFLOP/s of the machine on the network's typical layer (3x3 conv, 128 -> 128 channels, 64x64)."""
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1)
+    x = torch.rand(1, 128, 64, 64)
+    flops = 2 * 128 * 128 * 9 * 64 * 64
+    with torch.inference_mode():
+        ms = median_ms(lambda: conv(x), repeats=20, warmup=3)
+    return flops / ms / 1e6
+
+
+def peak_memory_tiled(arch: str = "full", size=(2160, 3840)) -> tuple[float, float]:
+    """(peak RSS in GB, seconds) of stylising a size[0] x size[1] image with tiles, in a fresh process
+    (an untrained network of the same shape: weights change neither memory nor time)."""
+    code = f"""
+import resource, time, torch
+torch.set_num_threads({THREADS})
+from lossnet import fast
+from lossnet.nets.transformer import TransformerNet
+net = TransformerNet(arch={arch!r}).eval()
+x = torch.rand(1, 3, {size[0]}, {size[1]})
+t = time.time()
+y = fast.apply(net, x)
+print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    seconds, gb = map(float, out.stdout.split()[-2:])
+    return gb, seconds
+
+
+def gatys_iteration_ms(size: int = 256, iters: int = 5) -> float:
+    """ms per L-BFGS iteration of Gatys on the feed-forward training objective at size x size."""
+    from lossnet.optimize import LoopConfig, optimize_pixels
+    from lossnet.procedural import make_style
+
+    cfg = fast.FastStyleConfig(styles=[], data=[])
+    net = fast.loss_network(cfg, quiet=True)
+    content = torch.rand(1, 3, size, size)
+    grams = fast.style_targets(net, [make_style("swirls", size)], cfg.style_layers)[0]
+    with torch.no_grad():
+        obj = fast.objective(cfg, net(content), grams)
+    optimize_pixels(obj, net, content, LoopConfig(iters=1, progress=False))  # warm-up
+    t = time.perf_counter()
+    optimize_pixels(obj, net, content, LoopConfig(iters=iters, progress=False))
+    return (time.perf_counter() - t) / iters * 1000
+
+
+def speed_rows(model: TransformerNet, name: str, sizes=(256, 512, 1024)) -> list[str]:
+    import tempfile
+    rows = []
+    onnx = Path(tempfile.mkdtemp()) / f"{name}.onnx"
+    fast.export_onnx(model, onnx)
+    session = fast.onnx_session(onnx, THREADS)
+    for s in sizes:
+        x = torch.rand(1, 3, s, s)
+        repeats = 7 if s <= 256 else 3 if s <= 512 else 2
+        with torch.inference_mode():
+            eager = median_ms(lambda: model(x), repeats)
+        ort = median_ms(lambda: fast.run_onnx(session, x), repeats)
+        gflop = conv_flops(model, (s, s)) / 1e9
+        rows.append((name, s, gflop, eager, ort))
+    return rows
+
+
+def main(argv=None) -> None:
+    torch.set_num_threads(THREADS)
+    throughput = conv_throughput()
+    models = {"full": TransformerNet().eval(), "lite": TransformerNet(arch="lite").eval()}
+    rows = [r for name, m in models.items() for r in speed_rows(m, name)]
+    print(f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {THREADS} threads; measured conv "
+          f"throughput (3x3, 128->128, 64x64): **{throughput:.1f} GFLOP/s**\n")
+    print("| net | size | GFLOPs | FLOP bound ms | torch eager ms | eager / bound | ONNX Runtime ms | ORT / bound | images/s (best) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, s, gflop, eager, ort in rows:
+        bound = gflop / throughput * 1000
+        print(f"| {name} | {s}x{s} | {gflop:.2f} | {bound:.0f} | {eager:.0f} | {eager / bound:.2f}x | {ort:.0f} | "
+              f"{ort / bound:.2f}x | {1000 / min(eager, ort):.1f} |")
+    gatys = gatys_iteration_ms(256)
+    ff = min(r[3] for r in rows if r[0] == "full" and r[1] == 256)
+    print(f"\nGatys at 256x256 (same objective, L-BFGS): {gatys:.0f} ms/iteration, 300 iterations = "
+          f"{gatys * 300 / 1000:.0f} s (extrapolated from 5); feed-forward full net {ff:.0f} ms: "
+          f"**{gatys * 300 / ff:.0f}x faster** (paper, GPU: 636x)")
+    gb, seconds = peak_memory_tiled("full")
+    print(f"\n3840x2160 through the full net in tiles (768 px, 64 px overlap, statistics from a 2 MP copy): "
+          f"peak memory {gb:.2f} GB (goal <= 4 GB), {seconds:.0f} s")
+
+
+# ----------------------------------------------------------------------------- quality vs Gatys
+def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 128,
+            checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality") -> None:
+    """The paper's claim: one forward pass reaches the objective Gatys reaches after ~50-100 L-BFGS iterations.
+
+    Same loss network, layers and weights as training (read from the model file); Gatys starts from the
+    content. Photos: the first `photos` of BSDS500/val (never used for training)."""
+    from lossnet.io import list_images, load_image
+    from lossnet.optimize import LoopConfig, optimize_pixels
+    from lossnet.weights import read_model
+
+    torch.set_num_threads(THREADS)
+    cache.mkdir(parents=True, exist_ok=True)
+    files = list_images(HELD_OUT)[:photos]
+    images = [load_image(f, size) for f in files]
+    table = []
+    for name in model_names:
+        net = fast.load_transformer(name)
+        _, config = read_model(fast.model_path(name), fast.KIND)
+        t = config["training"]
+        cfg = fast.FastStyleConfig(styles=[str(STYLES / s) for s in config["styles"]], data=[],
+                                   **{k: t[k] for k in ("content_layers", "style_layers", "style_layer_weights",
+                                                        "content_weight", "style_weight", "tv_weight", "style_size")})
+        loss_net = fast.loss_network(cfg, quiet=True)
+        grams = fast.style_targets(loss_net, fast.load_styles(cfg), cfg.style_layers)[0]
+        if os.environ.get("BENCH_FAST_CACHED_ONLY"):  # report the photos whose Gatys curves are already done
+            done = gatys_curves(cfg, loss_net, grams, [], [], max(checkpoints), cache, size)
+            keep = [i for i, f in enumerate(files) if len(done.get(f.name, [])) > max(checkpoints)]
+            files, images = [files[i] for i in keep], [images[i] for i in keep]
+        curves = gatys_curves(cfg, loss_net, grams, files, images, max(checkpoints), cache, size)
+        net_values = []
+        for image in images:
+            with torch.no_grad():
+                out = net(image)
+            net_values.append(fast.objective_value(cfg, loss_net, image, out, grams)["total"])
+        gatys = {n: sum(curves[f.name][n] for f in files) / len(files) for n in checkpoints}
+        ff = sum(net_values) / len(net_values)
+        matched = [n for n in checkpoints if gatys[n] <= ff]
+        mean_curve = [sum(curves[f.name][i] for f in files) / len(files) for i in range(max(checkpoints) + 1)]
+        equal = next((i for i, v in enumerate(mean_curve) if v <= ff), None)
+        table.append((name, ff, gatys, matched[0] if matched else None, equal))
+    print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} held-out "
+          f"BSDS500/val photos at {size} px, mean:\n")
+    print(f"| model | feed-forward | Gatys 0 it (the photo) | " + " | ".join(f"Gatys {n} it" for n in checkpoints)
+          + " | Gatys reaches the network's value at |")
+    print("|---|---|---|" + "---|" * len(checkpoints) + "---|")
+    photo = sum(curves[f.name][0] for f in files) / len(files)
+    for name, ff, gatys, n, equal in table:
+        print(f"| {name} | {ff:.3f} | {photo:.3f} | " + " | ".join(f"{gatys[k]:.3f}" for k in checkpoints)
+              + f" | {'iteration ' + str(equal) if equal is not None else '> ' + str(max(checkpoints)) + ' it'} |")
+
+
+def gatys_curves(cfg, loss_net, grams, files, images, iters: int, cache: Path, size: int) -> dict[str, list[float]]:
+    """Per photo, the objective after 0..iters L-BFGS updates from the content (cached: it is the slow part)."""
+    import hashlib
+    from lossnet.optimize import LoopConfig, optimize_pixels
+
+    fields = ("content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight",
+              "tv_weight", "style_size")
+    key = json.dumps([{k: getattr(cfg, k) for k in fields}, [Path(s).name for s in cfg.styles], size],
+                     sort_keys=True, default=list)
+    path = cache / f"gatys_{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
+    curves = json.loads(path.read_text()) if path.is_file() else {}
+    for f, image in zip(files, images):
+        if len(curves.get(f.name, [])) <= iters:
+            with torch.no_grad():
+                obj = fast.objective(cfg, loss_net(image), grams)
+            loop = LoopConfig(iters=iters + 1, progress=False)
+            optimize_pixels(obj, loss_net, image, loop)
+            curves[f.name] = [row["loss"] for row in loop.history]  # [i]: the objective after i updates
+            path.write_text(json.dumps(curves))
+    return curves
+
+
+def _prev(checkpoints, n):
+    i = list(checkpoints).index(n)
+    return 0 if i == 0 else checkpoints[i - 1]
+
+
+# ----------------------------------------------------------------------------- gallery
+def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
+    """Each bundled model on scikit-image's astronaut, chelsea and coffee (public domain / CC0), plus a blend
+    strip of every multi-style model; JPEGs small enough to commit."""
+    import numpy as np
+    from skimage import data
+    from lossnet.io import resize_longest, save_image
+
+    torch.set_num_threads(THREADS)
+    out.mkdir(parents=True, exist_ok=True)
+    photos = {n: resize_longest(torch.from_numpy(getattr(data, n)()[..., :3].astype(np.float32) / 255)
+                                .permute(2, 0, 1)[None], size) for n in ("astronaut", "chelsea", "coffee")}
+    lines = ["| model | " + " | ".join(photos) + " |", "|---|" + "---|" * len(photos)]
+    lines.append("| (photo) | " + " | ".join(f"![{n}]({n}.jpg)" for n in photos) + " |")
+    for n, p in photos.items():
+        save_image(p, out / f"{n}.jpg", quality=88)
+    for name in fast.bundled_models():
+        net = fast.load_transformer(name)
+        cells = []
+        for n, p in photos.items():
+            save_image(fast.apply(net, p), out / f"{name}_{n}.jpg", quality=88)
+            cells.append(f"![{name} {n}]({name}_{n}.jpg)")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        if net.n_styles > 1:
+            p = photos["chelsea"]
+            strip = [fast.apply(net, p, torch.tensor([1 - t, t] + [0.0] * (net.n_styles - 2))) for t in
+                     (0, 0.25, 0.5, 0.75, 1)]
+            save_image(torch.cat([resize_longest(s, 256) for s in strip], -1), out / f"{name}_blend.jpg", quality=88)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["gallery"]:
+        gallery()
+    elif sys.argv[1:2] == ["quality"]:
+        quality(*( [sys.argv[2].split(",")] if len(sys.argv) > 2 else []))
+    else:
+        main(sys.argv[1:])

@@ -1,0 +1,31 @@
+"""Crop picture for the README: bicubic | pixel loss | feature loss | HR, x4 (run from the repository root).
+
+    python docs/gallery/sr/make_crops.py ../shared/data/sr/Set5/butterfly.png 64,64,128 docs/gallery/sr/butterfly_x4.png
+"""
+import sys
+
+import torch
+from PIL import ImageDraw
+
+from lossnet.data import degrade, modcrop
+from lossnet.io import load_image, save_image, to_pil
+from lossnet.superres import load_srnet, upscale
+
+
+def main(path, box, out, models=("x4-pixel", "x4-feature"), zoom=2):
+    y, x, size = (int(v) for v in box.split(","))
+    hr = modcrop(load_image(path), 4)
+    lr = degrade(hr, 4)
+    columns = [("bicubic", upscale(None, lr, 4))] + [(m, upscale(load_srnet(m), lr)) for m in models] + [("HR", hr)]
+    crops = [torch.nn.functional.interpolate(im[..., y:y + size, x:x + size], scale_factor=zoom, mode="nearest")
+             for _, im in columns]
+    picture = to_pil(torch.cat(crops, -1)[0])
+    draw = ImageDraw.Draw(picture)
+    for i, (name, _) in enumerate(columns):
+        draw.rectangle((i * size * zoom, 0, i * size * zoom + 8 * len(name) + 6, 14), fill=(0, 0, 0))
+        draw.text((i * size * zoom + 3, 1), name, fill=(255, 255, 255))
+    save_image(picture, out)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

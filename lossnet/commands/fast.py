@@ -1,0 +1,159 @@
+"""`lossnet train-style | models | export`, and `stylize INPUT --model MODEL` (feed-forward style transfer)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..cli import add_network_args, floats, names, nonneg, positive_int, resolve_device
+from ..errors import LossnetError
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+
+
+def cmd_train_style(args) -> None:
+    from ..fast import FastStyleConfig, train_style
+    from ..train import TrainConfig
+
+    output = Path(args.output)
+    run_dir = Path(args.run_dir) if args.run_dir else output.with_name(output.stem + "_run")
+    if args.distill_weight and not args.teacher:
+        raise LossnetError("--distill-weight needs --teacher MODEL")
+    cfg = FastStyleConfig(
+        styles=args.style, data=args.data, arch=args.arch, norm=args.norm, content_layers=args.content_layers,
+        style_layers=args.style_layers, style_layer_weights=args.style_layer_weights,
+        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+        style_size=args.style_size, crop=args.crop, batch_size=args.batch_size, teacher=args.teacher,
+        distill_weight=args.distill_weight if args.teacher else 0.0, network=args.network, weights=args.weights,
+        train=TrainConfig(iters=args.iters, lr=args.lr, checkpoint_every=args.checkpoint_every,
+                          sample_every=args.sample_every, seed=args.seed, device=resolve_device(args.device),
+                          progress=not args.quiet, desc="train-style"))
+    start = time.time()
+    path = train_style(cfg, output, run_dir, resume=args.resume)
+    print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {run_dir}/)")
+
+
+def cmd_stylize_model(args) -> None:
+    """`lossnet stylize INPUT --model MODEL`: an image, a folder of images, or a video."""
+    from .. import fast
+    from ..io import check_writable, list_images, load_image, save_image
+
+    if args.style:
+        raise LossnetError("give --style (optimisation) or --model (feed-forward), not both")
+    device = resolve_device(args.device)
+    net = fast.load_transformer(args.model, device)
+    style = fast.style_weights(net, args.style_index, args.blend)
+    src, out = Path(args.content), Path(args.output)
+    opts = dict(tile=args.tile, overlap=args.overlap, preserve_colors=args.original_colors)
+    start = time.time()
+    if src.is_dir():
+        files = list_images(src)
+        if out.suffix and out.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}:
+            raise LossnetError(f"{src} is a folder: -o must be a folder too, not {out}")
+        if out.exists() and not out.is_dir():
+            raise LossnetError(f"output {out} exists and is not a folder")
+        images = [(p, load_image(p, args.size)) for p in files]  # decode all first: a bad file stops before any write
+        out.mkdir(parents=True, exist_ok=True)
+        written = fast.apply_many(net, images, out, style, args.batch_size, **opts)
+        print(f"wrote {len(written)} images to {out}/ in {time.time() - start:.1f} s")
+    elif src.suffix.lower() in VIDEO_SUFFIXES:
+        from ..video import stylize_video
+        if out.suffix.lower() not in VIDEO_SUFFIXES:
+            raise LossnetError(f"{src} is a video: -o needs a video suffix ({', '.join(sorted(VIDEO_SUFFIXES))})")
+        frames, fps = stylize_video(net, src, out, style, args.size, args.batch_size, **opts)
+        print(f"wrote {out} ({frames} frames at {fps:g} fps) in {time.time() - start:.1f} s")
+    else:
+        check_writable(out)
+        image = fast.apply(net, load_image(src, args.size), style, **opts)
+        h, w = image.shape[-2:]
+        save_image(image, out)
+        print(f"wrote {out} ({w}x{h}) in {time.time() - start:.1f} s")
+
+
+def cmd_models(args) -> None:
+    from ..fast import MODELS_DIR, bundled_models
+
+    models = bundled_models()
+    if not models:
+        print("no bundled models")
+        return
+    width = max(len(n) for n in models)
+    for name, entry in models.items():
+        size = (MODELS_DIR / entry["file"]).stat().st_size / 1e6
+        print(f"{name:<{width}}  {entry['arch']:<4}  {', '.join(entry['styles'])}  ({size:.1f} MB)  {entry.get('description', '')}")
+
+
+def cmd_export(args) -> None:
+    import torch
+    from .. import fast
+
+    net = fast.load_transformer(args.model)
+    path = fast.export_onnx(net, args.onnx)
+    # Check: the exported graph against torch on an odd-sized image.
+    x = torch.rand(1, 3, 67, 93, generator=torch.Generator().manual_seed(0))
+    style = None if net.n_styles == 1 else torch.full((1, net.n_styles), 1.0 / net.n_styles)
+    with torch.no_grad():
+        want = net(x, style)
+    got = fast.run_onnx(fast.onnx_session(path), x, style)
+    err = float((got - want).abs().max())
+    if err > 1e-3:
+        path.unlink(missing_ok=True)
+        raise LossnetError(f"ONNX export does not match torch (max difference {err:.2g}); nothing written")
+    print(f"wrote {path} (onnxruntime vs torch: max difference {err:.1e})")
+
+
+def add_stylize_args(p) -> None:
+    """Feed-forward options on the existing `stylize` command (registered by commands/style.py)."""
+    g = p.add_argument_group("feed-forward (--model)")
+    g.add_argument("--model", help="a trained style network: bundled name (`lossnet models`) or .safetensors path; "
+                                   "INPUT may then be an image, a folder or a video")
+    g.add_argument("--style-index", type=int, help="which style of a multi-style model (default 0)")
+    g.add_argument("--blend", type=floats, help="blend weights over a multi-style model's styles, e.g. 0.3,0.7")
+    g.add_argument("--preserve-colors", dest="original_colors", action="store_true", help="keep the input's colours")
+    g.add_argument("--batch-size", type=positive_int, default=4, help="images (or frames) per forward pass")
+    g.add_argument("--tile", type=int, default=768, help="tile side for large images (0: never tile)")
+    g.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, feather-blended")
+
+
+def register(sub) -> None:
+    from ..fast import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+    from ..nets.transformer import ARCHS
+
+    if "stylize" in sub.choices:
+        add_stylize_args(sub.choices["stylize"])
+
+    p = sub.add_parser("train-style", help="train a feed-forward style network (Johnson et al.)",
+                       description="Train a TransformerNet on photo crops against the style objective; "
+                                   "several --style make one conditional network (Dumoulin et al.).")
+    p.add_argument("--style", action="append", required=True, help="style image (repeat for a multi-style network)")
+    p.add_argument("--data", action="append", required=True, help="folder of training photos (repeatable, recursive)")
+    p.add_argument("-o", "--output", required=True, help="model file, .safetensors")
+    p.add_argument("--arch", default="full", choices=list(ARCHS), help="full (the paper) or lite (real time on CPU)")
+    p.add_argument("--norm", default="instance", choices=["instance", "batch"])
+    p.add_argument("--iters", type=positive_int, default=2000)
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--crop", type=positive_int, default=256, help="training crop side (default 256)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--content-layers", type=names, default=list(DEFAULT_CONTENT_LAYERS))
+    p.add_argument("--style-layers", type=names, default=list(DEFAULT_STYLE_LAYERS))
+    p.add_argument("--style-layer-weights", type=floats)
+    p.add_argument("--content-weight", type=nonneg, default=1.0)
+    p.add_argument("--style-weight", type=nonneg, default=10.0)
+    p.add_argument("--tv-weight", type=nonneg, default=1.0)
+    p.add_argument("--style-size", type=positive_int, default=256, help="style image's longest side for its Grams")
+    p.add_argument("--teacher", help="distil from this trained model's outputs (e.g. a full net for --arch lite)")
+    p.add_argument("--distill-weight", type=nonneg, default=0.0)
+    p.add_argument("--run-dir", help="log.csv, samples/ and checkpoint (default: OUTPUT's name + _run)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--checkpoint-every", type=positive_int, default=100)
+    p.add_argument("--sample-every", type=int, default=100)
+    p.add_argument("--quiet", action="store_true")
+    add_network_args(p)
+    p.set_defaults(func=cmd_train_style, device="auto")  # CUDA when present
+
+    p = sub.add_parser("models", help="list the bundled feed-forward style models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export", help="export a style model to ONNX (checked with onnxruntime)")
+    p.add_argument("model", help="bundled name or .safetensors path")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.set_defaults(func=cmd_export)

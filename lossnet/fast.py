@@ -1,0 +1,457 @@
+"""Real-time style transfer (Johnson, Alahi & Fei-Fei, https://arxiv.org/abs/1603.08155): train a
+`TransformerNet` once per style (or, with conditional instance norm, once for many styles: Dumoulin et al.,
+https://arxiv.org/abs/1610.07629) on the generator loop, then stylise any image in one forward pass.
+
+    train_style(FastStyleConfig(styles=["wave.jpg"], data=["photos/"]), "wave.safetensors")
+    net = load_transformer("wave")                  # a bundled name or a path
+    image = apply(net, load_image("photo.jpg"))     # large images go through in overlapping tiles
+
+The training objective is the Gatys objective of `lossnet.style` with the paper's layers: content at relu2_2,
+Gram style at relu1_2, relu2_2, relu3_3, relu4_3, and TV; `objective_value` computes it for any image, so a
+network's output can be compared with Gatys runs on the very same objective.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import objectives as O
+from .color import keep_colors
+from .errors import LossnetError
+from .features import LossNetwork, load_matching
+from .io import IMAGE_SUFFIXES, load_image, resize_longest
+from .nets.transformer import ARCHS, CondInstanceNorm, TransformerNet
+from .style import blended_grams, check_weights
+from .train import TrainConfig, train
+
+MODELS_DIR = Path(__file__).parent / "models"
+KIND = "transformer"
+DEFAULT_CONTENT_LAYERS = ("relu2_2",)
+DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+@dataclass
+class FastStyleConfig:
+    styles: Sequence[str]  # style image paths (several: one conditional network)
+    data: Sequence[str]  # folders of training photos (searched recursively)
+    arch: str = "full"
+    norm: str = "instance"
+    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS
+    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: Sequence[float] | None = None
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    style_size: int = 256  # longest side of each style image when its Grams are taken
+    crop: int = 256
+    batch_size: int = 4
+    teacher: str | None = None  # distil: also match this trained network's output (pixels)
+    distill_weight: float = 0.0
+    network: str = "vgg16"
+    weights: str | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- data
+def find_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files under the folders (recursively), sorted, so a seed fixes the data order."""
+    files = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise LossnetError(f"no such folder: {folder}")
+        files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not files:
+        raise LossnetError(f"no images in {', '.join(map(str, folders))}")
+    return sorted(set(files))
+
+
+def random_crops(files: Sequence[Path], count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` square crops (random position, scale and flip) resized to `size`: (count, 3, size, size)."""
+    from PIL import Image
+    import numpy as np
+
+    out = []
+    for _ in range(count):
+        path = files[int(torch.randint(len(files), (1,), generator=generator))]
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            side = min(w, h)
+            lo = min(size, side)
+            c = lo + int(torch.randint(side - lo + 1, (1,), generator=generator))
+            x = int(torch.randint(w - c + 1, (1,), generator=generator))
+            y = int(torch.randint(h - c + 1, (1,), generator=generator))
+            crop = im.crop((x, y, x + c, y + c)).resize((size, size), Image.BICUBIC)
+        t = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        out.append(t.flip(-1) if torch.rand(1, generator=generator) < 0.5 else t)
+    return torch.stack(out)
+
+
+# ----------------------------------------------------------------------------- the objective
+def style_targets(net: LossNetwork, styles: Sequence[torch.Tensor], layers: Sequence[str]) -> list[dict]:
+    """One {layer: Gram} per style image (the Grams each style's outputs should have)."""
+    return [blended_grams(net, [s], [1.0], layers) for s in styles]
+
+
+def objective(cfg: FastStyleConfig, feats_content: dict, grams: dict) -> O.Objective:
+    """content + style + TV, as in lossnet.style (relative terms), for content features and target Grams."""
+    layer_w = (check_weights("style layer weights", cfg.style_layer_weights, len(cfg.style_layers))
+               if cfg.style_layer_weights is not None else [1.0 / len(cfg.style_layers)] * len(cfg.style_layers))
+    content = sum(O.content(layer, feats_content[layer]) for layer in cfg.content_layers) * (1.0 / len(cfg.content_layers))
+    return (cfg.content_weight * content + cfg.style_weight * O.style(grams, dict(zip(cfg.style_layers, layer_w)))
+            + cfg.tv_weight * O.tv())
+
+
+def objective_value(cfg: FastStyleConfig, net: LossNetwork, content: torch.Tensor, image: torch.Tensor,
+                    grams: dict) -> dict[str, float]:
+    """Every term, and the total, of the training objective for `image` stylising `content`."""
+    with torch.no_grad():
+        parts = objective(cfg, net(content), grams).parts(net(image), image)
+    out = {k: float(v) for k, v in parts.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def loss_network(cfg: FastStyleConfig, quiet: bool = False) -> LossNetwork:
+    return LossNetwork(list(dict.fromkeys([*cfg.content_layers, *cfg.style_layers])), cfg.network, cfg.weights,
+                       quiet=quiet)
+
+
+def load_styles(cfg: FastStyleConfig) -> list[torch.Tensor]:
+    if not cfg.styles:
+        raise LossnetError("at least one --style image is needed")
+    return [load_image(s, cfg.style_size) for s in cfg.styles]
+
+
+# ----------------------------------------------------------------------------- training
+class FastStyleTask:
+    """The feed-forward style method as a `train.Task`: random photo crops in, the Gatys objective out.
+
+    With several styles, each step trains one of them (chosen by the step, so resume is exact) and tells the
+    network which one through `batch["condition"]` (one-hot over the styles)."""
+
+    discriminator = None
+
+    def __init__(self, cfg: FastStyleConfig, generator: TransformerNet | None = None, quiet: bool = False):
+        if cfg.arch not in ARCHS:
+            raise LossnetError(f"unknown --arch {cfg.arch!r}: choose {', '.join(ARCHS)}")
+        self.cfg = cfg
+        self.files = find_images(cfg.data)
+        self.generator = generator or TransformerNet(len(cfg.styles), cfg.norm, cfg.arch)
+        # Pure distillation (all objective weights 0, a teacher) needs no loss network: ~10x cheaper steps.
+        self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight) > 0
+        if self.perceptual:
+            self.net = loss_network(cfg, quiet).to(cfg.train.device)
+            styles = [s.to(cfg.train.device) for s in load_styles(cfg)]
+            self.grams = style_targets(self.net, styles, cfg.style_layers)
+        elif not (cfg.teacher and cfg.distill_weight > 0):
+            raise LossnetError("all loss weights are 0: nothing to train (give weights, or --teacher and --distill-weight)")
+        self.teacher = None
+        if cfg.teacher and cfg.distill_weight > 0:
+            self.teacher = load_transformer(cfg.teacher).to(cfg.train.device)
+            if self.teacher.n_styles != len(cfg.styles):
+                raise LossnetError(f"teacher {cfg.teacher} has {self.teacher.n_styles} styles, not {len(cfg.styles)}")
+
+    def style_of(self, step: int) -> int:
+        return step % len(self.cfg.styles)
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step)
+        images = random_crops(self.files, self.cfg.batch_size, self.cfg.crop, g)
+        batch = {"input": images}
+        if self.generator.n_styles > 1:
+            batch["condition"] = F.one_hot(torch.tensor(self.style_of(step)), self.generator.n_styles).float()
+        return batch
+
+    def generator_loss(self, batch: dict, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = {}
+        if self.perceptual:
+            with torch.no_grad():
+                target = self.net(batch["input"])
+            k = int(batch["condition"].argmax()) if "condition" in batch else 0
+            losses = objective(self.cfg, target, self.grams[k]).parts(self.net(output), output)
+        if self.teacher is not None:
+            with torch.no_grad():
+                want = self.teacher(batch["input"], batch.get("condition"))
+            losses["distill"] = self.cfg.distill_weight * (output - want).pow(2).mean()
+        return losses
+
+    def discriminator_loss(self, batch, output):  # no discriminator: a fixed loss network
+        return {}
+
+    def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor:
+        n = min(2, output.shape[0])
+        return torch.cat([torch.cat([batch["input"][i], output[i]], -1) for i in range(n)], -2)[None]
+
+
+def model_config(cfg: FastStyleConfig, net: TransformerNet) -> dict:
+    return {**net.config, "styles": [Path(s).name for s in cfg.styles],
+            "training": {k: v for k, v in asdict(cfg).items() if k not in ("train", "styles", "data")}
+            | {"iters": cfg.train.iters, "lr": cfg.train.lr, "seed": cfg.train.seed}}
+
+
+def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | os.PathLike,
+                resume: bool = False, half: bool = True) -> Path:
+    """Train, then write the model (fp16 tensors by default: half the size, cast back to fp32 on load)."""
+    output = Path(output)
+    if output.suffix != ".safetensors":
+        raise LossnetError(f"{output}: models are written as .safetensors")
+    if not output.parent.is_dir():
+        raise LossnetError(f"output folder does not exist: {output.parent}")
+    task = FastStyleTask(cfg)
+    cfg.train.meta = model_config(cfg, task.generator)
+    train(task, run_dir, cfg.train, resume=resume)
+    return save_transformer(task.generator, output, cfg.train.meta, half)
+
+
+def save_transformer(net: TransformerNet, path: str | os.PathLike, config: dict, half: bool = True) -> Path:
+    from .weights import save_model
+
+    class _Half(torch.nn.Module):  # the state dict in fp16, without touching the network itself
+        def state_dict(self, *a, **k):
+            return {n: (v.half() if half and v.is_floating_point() else v) for n, v in net.state_dict().items()}
+    return save_model(_Half(), path, KIND, {**net.config, **config})
+
+
+# ----------------------------------------------------------------------------- models
+def bundled_models() -> dict[str, dict]:
+    """name -> entry of lossnet/models/index.json (file, styles, arch, description)."""
+    index = MODELS_DIR / "index.json"
+    return json.loads(index.read_text()) if index.is_file() else {}
+
+
+def model_path(spec: str | os.PathLike) -> Path:
+    """A bundled model's name, or a path."""
+    models = bundled_models()
+    if str(spec) in models:
+        return MODELS_DIR / models[str(spec)]["file"]
+    path = Path(spec)
+    if not path.exists():
+        from .errors import suggest
+        raise LossnetError(f"no model {spec!r}: not a file, nor a bundled model{suggest(str(spec), models)} "
+                           "(`lossnet models` lists them)")
+    return path
+
+
+def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cpu") -> TransformerNet:
+    """A TransformerNet from a bundled name or a .safetensors model file (fp32, eval mode)."""
+    if isinstance(spec, TransformerNet):
+        return spec.to(device).eval()
+    from .weights import read_model
+
+    path = model_path(spec)
+    sd, config = read_model(path, KIND)
+    keys = ("n_styles", "norm", "arch", "channels", "n_residual")
+    try:
+        net = TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k]) for k in keys if k in config})
+    except (TypeError, ValueError) as e:
+        raise LossnetError(f"{path}: unusable transformer config ({e})") from None
+    load_matching(net, {k: v.float() for k, v in sd.items()}, f"the transformer described in {path}")
+    net.styles = list(config.get("styles", []))
+    return net.to(device).eval()
+
+
+def style_weights(net: TransformerNet, index: int | None = None, blend: Sequence[float] | None = None):
+    """--style-index / --blend -> the network's style vector (None: its first style)."""
+    if index is not None and blend is not None:
+        raise LossnetError("give --style-index or --blend, not both")
+    if blend is not None:
+        w = check_weights("--blend", blend, net.n_styles)
+        return torch.tensor(w) / sum(w)
+    if index is not None:
+        if not 0 <= index < net.n_styles:
+            raise LossnetError(f"--style-index {index} out of range: the model has {net.n_styles} style(s), 0..{net.n_styles - 1}")
+        return F.one_hot(torch.tensor(index), net.n_styles).float()
+    return None
+
+
+# ----------------------------------------------------------------------------- applying
+def _norms(net: TransformerNet) -> list[CondInstanceNorm]:
+    return [m for m in net.modules() if isinstance(m, CondInstanceNorm)]
+
+
+@torch.no_grad()
+def _global_stats(net: TransformerNet, image: torch.Tensor, style, stats_pixels: int) -> None:
+    """Fix every instance norm's statistics to those of the whole image (downscaled to `stats_pixels`)."""
+    h, w = image.shape[-2:]
+    small = resize_longest(image, max(16, int(max(h, w) * min(1.0, math.sqrt(stats_pixels / (h * w))))))
+    norms = _norms(net)
+    for m in norms:
+        m.record, m.stats = [], None
+    try:
+        net(small, style)
+    finally:
+        for m in norms:
+            m.stats, m.record = (m.record[0] if m.record else None), None
+
+
+def _ramp(n: int, overlap: int, start: bool, end: bool) -> torch.Tensor:
+    """1-D blending weights of a tile: linear ramps over the overlap on sides that meet another tile."""
+    w = torch.ones(n)
+    r = torch.linspace(0, 1, overlap + 2)[1:-1]
+    if start:
+        w[:overlap] = r
+    if end:
+        w[n - overlap:] = r.flip(0)
+    return w
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step)) + [size - tile]
+    return sorted(set(starts))
+
+
+@torch.no_grad()
+def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768, overlap: int = 64,
+          stats_pixels: int = 2_000_000, preserve_colors: bool = False) -> torch.Tensor:
+    """Stylise (N, 3, H, W) in [0, 1]. Images over tile x tile pixels go through in overlapping tiles,
+    feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded memory)."""
+    device = next(net.parameters()).device
+    h, w = image.shape[-2:]
+    if style is not None:
+        style = style.to(device)
+    if tile <= 0 or h * w <= tile * tile:
+        out = net(image.to(device), style).cpu()
+    else:
+        overlap = max(0, min(overlap, tile // 2))
+        out = torch.zeros(image.shape[0], 3, h, w)
+        total = torch.zeros(1, 1, h, w)
+        norms = _norms(net)
+        for i in range(image.shape[0]):
+            _global_stats(net, image[i:i + 1].to(device), style[i:i + 1] if style is not None and style.dim() == 2 else style,
+                          stats_pixels)
+            try:
+                ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
+                for y in ys:
+                    for x in xs:
+                        th, tw = min(tile, h - y), min(tile, w - x)
+                        piece = net(image[i:i + 1, :, y:y + th, x:x + tw].to(device),
+                                    style[i:i + 1] if style is not None and style.dim() == 2 else style).cpu()
+                        wy = _ramp(th, overlap, y > 0, y + th < h)
+                        wx = _ramp(tw, overlap, x > 0, x + tw < w)
+                        weight = (wy[:, None] * wx[None, :])[None, None]
+                        out[i:i + 1, :, y:y + th, x:x + tw] += piece * weight
+                        if i == 0:
+                            total[..., y:y + th, x:x + tw] += weight
+            finally:
+                for m in norms:
+                    m.stats = None
+        out /= total
+    out = out.clamp(0, 1)
+    return keep_colors(out, image) if preserve_colors else out
+
+
+def apply_many(net: TransformerNet, images: Sequence[tuple[Path, torch.Tensor]], out_dir: Path, style=None,
+               batch_size: int = 4, **opts) -> list[Path]:
+    """Stylise (path, image) pairs into out_dir/<name>.png, same-sized images batched together."""
+    from .io import save_image
+
+    written, groups = [], {}
+    for path, image in images:
+        groups.setdefault(tuple(image.shape[-2:]), []).append((path, image))
+    for group in groups.values():
+        for i in range(0, len(group), batch_size):
+            chunk = group[i:i + batch_size]
+            result = apply(net, torch.cat([im for _, im in chunk]), style, **opts)
+            for (path, _), image in zip(chunk, result):
+                written.append(save_image(image[None], out_dir / f"{path.stem}.png"))
+    return written
+
+
+# ----------------------------------------------------------------------------- ONNX
+class _OnnxBody(torch.nn.Module):
+    def __init__(self, net: TransformerNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image, style=None):
+        return self.net.body(image, style)
+
+
+def export_onnx(net: TransformerNet, path: str | os.PathLike, opset: int = 17) -> Path:
+    """ONNX graph of the network: input `image` (N, 3, H, W) with H, W multiples of 4 (`run_onnx` pads),
+    plus `style` (N, n_styles) blend weights for a multi-style network; output `output`, same shape."""
+    import warnings
+    from .io import atomic_write
+
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise LossnetError(f"{path}: the ONNX file needs the .onnx suffix")
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise LossnetError(f"output folder does not exist: {path.parent}")
+    net = net.cpu().eval()
+    x = torch.rand(1, 3, 64, 64)
+    names, axes = ["image"], {"image": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}}
+    args = (x,)
+    if net.n_styles > 1:
+        args = (x, torch.full((1, net.n_styles), 1.0 / net.n_styles))
+        names.append("style")
+        axes["style"] = {0: "n"}
+
+    def write(tmp):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_OnnxBody(net), args, str(tmp), input_names=names, output_names=["output"],
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+    return atomic_write(path, write)
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, image: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+    """Run an exported network like `TransformerNet.forward` (pads to a multiple of 4 and crops back)."""
+    h, w = image.shape[-2:]
+    ph, pw = -h % 4, -w % 4
+    x = F.pad(image, (0, pw, 0, ph), mode="reflect") if ph or pw else image
+    feed = {"image": x.numpy().astype("float32")}
+    if any(i.name == "style" for i in session.get_inputs()):
+        n = len(session.get_inputs()[1].shape) and session.get_inputs()[1].shape[1]
+        s = style if style is not None else F.one_hot(torch.tensor(0), int(n)).float()
+        feed["style"] = s.expand(x.shape[0], -1).numpy().astype("float32")
+    return torch.from_numpy(session.run(None, feed)[0])[..., :h, :w]
+
+
+# ----------------------------------------------------------------------------- demo
+def run_demo_part(out: Path, content: torch.Tensor, quick: bool = False) -> list[Path]:
+    """`lossnet demo`'s feed-forward part: every bundled model on the demo photo, and a blend strip."""
+    import time
+    from .io import save_image
+
+    out = Path(out)
+    models = bundled_models()
+    if not models:
+        print("fast style: no bundled models")
+        return []
+    image = content
+    written = []
+    for name, entry in models.items():
+        net = load_transformer(name)
+        t = time.time()
+        result = apply(net, image)
+        print(f"fast style {name}: {image.shape[-1]}x{image.shape[-2]} in {1000 * (time.time() - t):.0f} ms")
+        written.append(save_image(result, out / f"fast_{name}.png"))
+        if net.n_styles > 1:
+            steps = [i / 4 for i in range(5)]
+            strip = [apply(net, image, torch.tensor([1 - t, t] + [0.0] * (net.n_styles - 2))) for t in steps]
+            written.append(save_image(torch.cat(strip, -1), out / f"fast_{name}_blend.png"))
+    return written

@@ -1,0 +1,180 @@
+"""The image transformation network of Johnson, Alahi & Fei-Fei (https://arxiv.org/abs/1603.08155), with
+conditional instance normalisation (Dumoulin, Shlens & Kudlur, https://arxiv.org/abs/1610.07629) so one
+network holds many styles.
+
+    9x9 conv 32 -> 3x3/2 conv 64 -> 3x3/2 conv 128 -> 5 residual blocks of 128 -> up 64 -> up 32 -> 9x9 conv 3
+
+Every conv pads by reflection (zero padding leaves dark frames around the output). Upsampling is nearest
+neighbour x2 followed by a 3x3 conv rather than a transposed conv: a stride-2 transposed conv overlaps its
+kernels unevenly and prints a checkerboard into the output (Odena et al., https://distill.pub/2016/deconv-checkerboard/).
+Fully convolutional: any H x W goes in, the same H x W comes out (odd sizes are padded to a multiple of 4
+by reflection and cropped back).
+
+One change to the paper, without parameters: the output is the input plus the network's last conv (a global
+skip connection) instead of a scaled tanh. Training starts from the identity (zero content loss) and only
+learns the change, which makes a few hundred CPU steps enough for a usable network; the output is not
+bounded during training (like pytorch/examples) and is clamped to [0, 1] when applied.
+
+Normalisation is instance norm by default (Ulyanov et al.: better stylisation than the paper's batch norm),
+or batch norm (`norm="batch"`, as in the paper). With `n_styles > 1` each instance norm keeps one scale and
+shift per style; a style is chosen, or several blended, by a (N, n_styles) weight vector `style`: the
+network's scales and shifts are that mix of the per-style ones, so blending is continuous and blending
+one-hot equals the single style exactly.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHS = {
+    # name: (channels of the three down stages, residual blocks)
+    "full": ((32, 64, 128), 5),
+    "lite": ((8, 16, 32), 3),  # ~1/15 of the FLOPs: real time on 2 CPU cores
+}
+
+
+class CondInstanceNorm(nn.Module):
+    """Instance norm with one affine (scale, shift) per style; `style` (N, n_styles) mixes them.
+
+    `stats`, when set to (mean, var), replaces the per-image statistics (tiled inference uses the whole
+    image's statistics in every tile so that tiles agree)."""
+
+    def __init__(self, channels: int, n_styles: int = 1, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(n_styles, channels))
+        self.bias = nn.Parameter(torch.zeros(n_styles, channels))
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.record: list | None = None
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
+        if self.stats is None:
+            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
+            if self.record is not None:
+                self.record.append((mean.detach(), var.detach()))
+        else:
+            mean, var = self.stats
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        if style is None:  # first style (the only one of a single-style network)
+            scale, shift = self.weight[:1], self.bias[:1]
+        else:
+            scale, shift = style @ self.weight, style @ self.bias
+        return x * scale[:, :, None, None] + shift[:, :, None, None]
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """The paper's batch norm, with the conditional norm's call signature (a single style only)."""
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class ConvLayer(nn.Module):
+    """Reflection pad, conv, then (optionally) norm and ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm=None, relu: bool = True):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+        self.norm = norm
+        self.relu = relu
+
+    def forward(self, x, style=None):
+        x = self.conv(self.pad(x))
+        if self.norm is not None:
+            x = self.norm(x, style)
+        return F.relu(x) if self.relu else x
+
+
+class UpsampleConvLayer(ConvLayer):
+    """Nearest-neighbour x2, then a conv: no checkerboard, unlike a transposed conv."""
+
+    def forward(self, x, style=None):
+        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"), style)
+
+
+class ResidualBlock(nn.Module):
+    """conv-norm-relu-conv-norm plus the identity (He et al.), without a ReLU after the sum (Gross & Wilber)."""
+
+    def __init__(self, channels: int, make_norm):
+        super().__init__()
+        self.conv1 = ConvLayer(channels, channels, 3, norm=make_norm(channels))
+        self.conv2 = ConvLayer(channels, channels, 3, norm=make_norm(channels), relu=False)
+
+    def forward(self, x, style=None):
+        return x + self.conv2(self.conv1(x, style), style)
+
+
+class TransformerNet(nn.Module):
+    """Feed-forward style network. `forward(image, style=None)`: RGB [0, 1] in, RGB [0, 1] out, same size.
+
+    `style` is None (style 0), or (N, n_styles) / (n_styles,) blend weights (see `style_vector`)."""
+
+    def __init__(self, n_styles: int = 1, norm: str = "instance", arch: str = "full",
+                 channels: tuple[int, int, int] | None = None, n_residual: int | None = None):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown transformer arch {arch!r}: choose {', '.join(ARCHS)}")
+        if norm not in ("instance", "batch"):
+            raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}")
+        if norm == "batch" and n_styles != 1:
+            raise ValueError("several styles in one network need instance norm (conditional instance norm)")
+        c1, c2, c3 = channels or ARCHS[arch][0]
+        n_residual = ARCHS[arch][1] if n_residual is None else n_residual
+        self.config = {"n_styles": n_styles, "norm": norm, "arch": arch, "channels": [c1, c2, c3],
+                       "n_residual": n_residual}
+        self.n_styles = n_styles
+
+        def make_norm(c):
+            return CondInstanceNorm(c, n_styles) if norm == "instance" else BatchNorm(c)
+
+        self.down = nn.ModuleList([ConvLayer(3, c1, 9, norm=make_norm(c1)),
+                                   ConvLayer(c1, c2, 3, 2, norm=make_norm(c2)),
+                                   ConvLayer(c2, c3, 3, 2, norm=make_norm(c3))])
+        self.residual = nn.ModuleList([ResidualBlock(c3, make_norm) for _ in range(n_residual)])
+        self.up = nn.ModuleList([UpsampleConvLayer(c3, c2, 3, norm=make_norm(c2)),
+                                 UpsampleConvLayer(c2, c1, 3, norm=make_norm(c1)),
+                                 ConvLayer(c1, 3, 9, relu=False)])
+
+    def style_vector(self, style, batch: int = 1) -> torch.Tensor | None:
+        """An index, a list of blend weights (normalised to sum 1) or a tensor -> (batch, n_styles)."""
+        if style is None:
+            return None
+        if isinstance(style, int):
+            if not 0 <= style < self.n_styles:
+                raise IndexError(f"style index {style} out of range for {self.n_styles} styles")
+            v = F.one_hot(torch.tensor(style), self.n_styles).float()
+        else:
+            v = torch.as_tensor(style, dtype=torch.float32)
+            if v.dim() == 1:
+                if v.numel() != self.n_styles:
+                    raise ValueError(f"{v.numel()} blend weights for {self.n_styles} styles")
+                v = v / v.sum()
+        v = v.to(next(self.parameters()).device)
+        return v.expand(batch, -1) if v.dim() == 1 else v
+
+    def forward(self, image: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        ph, pw = -h % 4, -w % 4  # two stride-2 stages: pad to a multiple of 4, crop back at the end
+        x = F.pad(image, (0, pw, 0, ph), mode="reflect") if ph or pw else image
+        return self.body(x, style)[..., :h, :w]
+
+    def body(self, image: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """The network proper, for H and W multiples of 4 (what ONNX export traces)."""
+        x = image
+        if style is not None and style.dim() == 1:
+            style = style.expand(x.shape[0], -1)
+        for layer in self.down:
+            x = layer(x, style)
+        for block in self.residual:
+            x = block(x, style)
+        for layer in self.up:
+            x = layer(x, style)
+        # The global skip: the network learns the change to the photo, in 8-bit levels (the paper's networks
+        # output 0-255): at Adam's lr 1e-3 a change in [0, 1] units would move the output ~255x too fast.
+        return image + x / 255.0
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

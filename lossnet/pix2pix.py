@@ -1,0 +1,284 @@
+"""pix2pix (Isola et al., https://arxiv.org/abs/1611.07004): image-to-image translation with a conditional GAN.
+
+    run = train_pix2pix(Pix2PixConfig(data="facades/train", direction="BtoA"), "runs/facades")
+    net = load_generator("runs/facades")            # a run folder, a model file or a bundled name
+    photo = apply(net, load_image("labels.png"))     # any size: reflect-padded to the U-Net's multiple
+
+The discriminator is a learned loss network, so pix2pix is a `Pix2PixTask` on the generator loop
+(`lossnet.train`) with `discriminator` set: the loop steps D on the detached output, then G. The loss is
+the paper's: a conditional GAN (D sees input and output concatenated, a PatchGAN) plus lambda * L1 with
+lambda 100; `gan_mode` "vanilla" (BCE with logits) or "lsgan" (MSE), or "none" for the L1-only baseline
+(no discriminator). The discriminator's loss is halved (real + fake) / 2, Adam 2e-4 with beta1 0.5, and
+the learning rate is constant, then decays linearly to 0 (`decay_from`). Images are [-1, 1] inside.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import PairedImages, Subset, holdout
+from .errors import LossnetError, suggest
+from .features import load_matching
+from .nets.patchgan import define_discriminator
+from .nets.unet import define_generator
+from .superres import StepBatches
+from .train import TrainConfig, train
+
+MODELS_DIR = Path(__file__).parent / "models"
+KIND = "pix2pix_generator"
+GAN_MODES = ("vanilla", "lsgan", "none")
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass
+class Pix2PixConfig:
+    data: str = ""
+    direction: str = "AtoB"
+    netG: str = "unet_256"
+    ngf: int = 64
+    netD: str = "basic"
+    ndf: int = 64
+    n_layers_D: int = 3
+    norm: str = "batch"
+    dropout: bool = True
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0
+    load_size: int | None = 286
+    crop_size: int | None = 256
+    flip: bool = True
+    batch_size: int = 1
+    holdout: int = 0  # hold out this many training pairs (facades has no val split)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-4, betas=(0.5, 0.999), desc="pix2pix"))
+
+
+def generator_config(cfg: Pix2PixConfig) -> dict:
+    return {"netG": cfg.netG, "ngf": cfg.ngf, "norm": cfg.norm, "dropout": cfg.dropout,
+            "direction": cfg.direction}
+
+
+def build_generator(config: dict, seed: int = 0) -> torch.nn.Module:
+    try:
+        return define_generator(config["netG"], ngf=int(config["ngf"]), norm=config["norm"],
+                                dropout=bool(config["dropout"]), generator=torch.Generator().manual_seed(seed))
+    except KeyError as e:
+        raise LossnetError(f"pix2pix model config lacks {e}") from None
+
+
+def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    """Vanilla GAN: BCE on logits; LSGAN: MSE to 1 (real) or 0 (fake)."""
+    target = torch.full_like(logits, 1.0 if real else 0.0)
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def paired_data(cfg: Pix2PixConfig, evaluation: bool = False):
+    if evaluation:
+        return PairedImages(cfg.data, cfg.direction, load_size=None, crop_size=None, flip=False)
+    return PairedImages(cfg.data, cfg.direction, cfg.load_size, cfg.crop_size, cfg.flip)
+
+
+class Pix2PixTask:
+    """pix2pix as a `train.Task`: batch {"input", "target"} in [-1, 1]; D (None for L1 only) is the learned loss."""
+
+    def __init__(self, cfg: Pix2PixConfig):
+        if cfg.gan_mode not in GAN_MODES:
+            raise LossnetError(f"unknown --gan-mode {cfg.gan_mode!r}{suggest(cfg.gan_mode, GAN_MODES)}: "
+                               f"choose one of {', '.join(GAN_MODES)}")
+        self.cfg = cfg
+        data = paired_data(cfg)
+        self.held_out = None
+        if cfg.holdout:
+            data, self.held_out = holdout(data, cfg.holdout, cfg.train.seed)
+        self.batches = StepBatches(data, cfg.batch_size, cfg.train.seed)
+        seed = cfg.train.seed
+        self.generator = build_generator(generator_config(cfg), seed)
+        self.discriminator = None
+        if cfg.gan_mode != "none":
+            self.discriminator = define_discriminator(cfg.netD, input_nc=6, ndf=cfg.ndf, n_layers=cfg.n_layers_D,
+                                                      norm=cfg.norm, generator=torch.Generator().manual_seed(seed + 1))
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        a, b = self.batches(step)
+        return {"input": a * 2 - 1, "target": b * 2 - 1}
+
+    def generator_loss(self, batch: dict, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = {}
+        if self.discriminator is not None:
+            logits = self.discriminator(torch.cat([batch["input"], output], 1))
+            losses["gan"] = gan_loss(logits, True, self.cfg.gan_mode)
+        losses["l1"] = self.cfg.lambda_l1 * F.l1_loss(output, batch["target"])
+        return losses
+
+    def discriminator_loss(self, batch: dict, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        fake = self.discriminator(torch.cat([batch["input"], output], 1))
+        real = self.discriminator(torch.cat([batch["input"], batch["target"]], 1))
+        return {"fake": 0.5 * gan_loss(fake, False, self.cfg.gan_mode),
+                "real": 0.5 * gan_loss(real, True, self.cfg.gan_mode)}
+
+    def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor:
+        """input | output | target rows (up to 4), in [0, 1]."""
+        rows = [torch.cat([batch["input"][i], output[i], batch["target"][i]], -1) for i in range(min(4, output.shape[0]))]
+        return ((torch.cat(rows, -2)[None] + 1) / 2).clamp(0, 1)
+
+
+def model_config(cfg: Pix2PixConfig) -> dict:
+    training = {k: v for k, v in asdict(cfg).items() if k not in ("train", "data")}
+    training |= {"iters": cfg.train.iters, "lr": cfg.train.lr, "decay_from": cfg.train.decay_from,
+                 "seed": cfg.train.seed, "data": Path(cfg.data).name}
+    return {**generator_config(cfg), "training": training}
+
+
+def train_pix2pix(cfg: Pix2PixConfig, run_dir: str | os.PathLike, resume: bool = False, half: bool = False) -> Path:
+    """Train on the generator loop in run_dir (log, samples, checkpoint), then write run_dir/model.safetensors."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LossnetError(f"run folder {run_dir} exists and is not a folder")
+    if not (run_dir.parent if str(run_dir.parent) else Path(".")).is_dir():
+        raise LossnetError(f"folder does not exist: {run_dir.parent}")
+    if cfg.train.decay_from is None:
+        cfg.train.decay_from = cfg.train.iters // 2  # the paper's schedule: half constant, half decaying
+    task = Pix2PixTask(cfg)  # bad data or options fail here, before run_dir is made
+    cfg.train.meta = model_config(cfg)
+    if task.held_out is not None:
+        cfg.train.meta["held_out"] = [str(task.held_out.dataset.pairs[i][0].name) for i in task.held_out.indices]
+    train(task, run_dir, cfg.train, resume=resume)
+    return save_generator(task.generator, run_dir / MODEL_FILE, cfg.train.meta, half)
+
+
+def save_generator(net: torch.nn.Module, path: str | os.PathLike, config: dict, half: bool = False) -> Path:
+    """The generator alone (fp16 tensors with `half`: cast back to fp32 on load)."""
+    from .weights import save_model
+
+    class _Store(torch.nn.Module):
+        def state_dict(self, *a, **k):
+            return {n: (v.half() if half and v.is_floating_point() else v) for n, v in net.state_dict().items()}
+    return save_model(_Store(), path, KIND, config)
+
+
+# ----------------------------------------------------------------------------- models
+def bundled_models() -> dict[str, Path]:
+    """name -> file for lossnet/models/pix2pix_<name>.safetensors (e.g. facades-label2photo)."""
+    return {p.stem[8:].replace("_", "-"): p for p in sorted(MODELS_DIR.glob("pix2pix_*.safetensors"))}
+
+
+def model_path(spec: str | os.PathLike) -> Path:
+    path = Path(spec)
+    if path.is_dir():
+        if (path / MODEL_FILE).is_file():
+            return path / MODEL_FILE
+        raise LossnetError(f"run folder {path} has no {MODEL_FILE} (training not finished? "
+                           "`pix2pix train --resume` finishes it)")
+    if path.is_file():
+        return path
+    models = bundled_models()
+    if str(spec) in models:
+        return models[str(spec)]
+    raise LossnetError(f"no pix2pix model {spec!r}: not a run folder, a file, nor a bundled model"
+                       f"{suggest(str(spec), models)} (bundled: {', '.join(models) or 'none'})")
+
+
+def load_generator(spec: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
+    """A trained generator (run folder, model file or bundled name), in train mode as the reference tests:
+    batch norm uses each image's own statistics and dropout (pix2pix's noise) stays on. `net.config` is set."""
+    from .weights import read_model
+
+    path = model_path(spec)
+    sd, config = read_model(path, KIND)
+    net = build_generator(config)
+    load_matching(net, {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()},
+                  f"the {config.get('netG')} generator (ngf {config.get('ngf')}) described in {path}")
+    net.config = config
+    return net.to(device).train()
+
+
+def _multiple(net: torch.nn.Module) -> int:
+    return 2 ** getattr(net, "num_downs", 2)
+
+
+@torch.no_grad()
+def apply(net: torch.nn.Module, image: torch.Tensor, seed: int | None = 0) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1], any size -> same size in [0, 1]: padded (reflect, or replicate where the image
+    is smaller than the pad) up to the U-Net's multiple, translated, cropped back. `seed` fixes the dropout."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    h, w = image.shape[-2:]
+    m = _multiple(net)
+    ph, pw = -h % m, -w % m
+    x = image * 2 - 1
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
+    device = next(net.parameters()).device
+    y = net(x.to(device)).cpu()
+    y = y[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
+    return ((y + 1) / 2).clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------- test page
+def l1_psnr(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Mean absolute error and PSNR (dB), both on RGB in [0, 1]."""
+    from .metrics import psnr
+    return float((output - target).abs().mean()), psnr(output, target)
+
+
+def test(net: torch.nn.Module, data: str | os.PathLike, out_dir: str | os.PathLike, direction: str | None = None,
+         limit: int | None = None, names: list[str] | None = None) -> dict:
+    """Translate every pair in `data`, write out_dir/images/*, out_dir/metrics.csv and out_dir/index.html
+    (rows input | output | target with per-image L1 / PSNR; means for the model and for returning the input)."""
+    from .io import save_image
+
+    direction = direction or net.config.get("direction", "AtoB")
+    dataset = PairedImages(data, direction, load_size=None, crop_size=None, flip=False)
+    indices = range(len(dataset))
+    if names is not None:
+        keep = set(names)
+        indices = [i for i in indices if dataset.pairs[i][0].name in keep]
+    if limit:
+        indices = list(indices)[:limit]
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in indices:
+        item = dataset.sample(i)
+        if item is None:
+            continue
+        a, b = item[0][None], item[1][None]
+        y = apply(net, a)
+        name = Path(dataset.pairs[i][0]).stem
+        for tag, im in (("input", a), ("output", y), ("target", b)):
+            save_image(im, out_dir / "images" / f"{name}_{tag}.png")
+        l1, p = l1_psnr(y, b)
+        l1_in, p_in = l1_psnr(a, b)
+        rows.append({"name": name, "l1": l1, "psnr": p, "input_l1": l1_in, "input_psnr": p_in})
+    if not rows:
+        raise LossnetError(f"no readable pairs in {data}")
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("l1", "psnr", "input_l1", "input_psnr")}
+    with open(out_dir / "metrics.csv", "w") as f:
+        f.write("name,l1,psnr,input_l1,input_psnr\n")
+        for r in rows:
+            f.write(f"{r['name']},{r['l1']:.5f},{r['psnr']:.3f},{r['input_l1']:.5f},{r['input_psnr']:.3f}\n")
+        f.write(f"mean,{mean['l1']:.5f},{mean['psnr']:.3f},{mean['input_l1']:.5f},{mean['input_psnr']:.3f}\n")
+    cfg = html.escape(json.dumps({k: v for k, v in net.config.items() if k != "training"}))
+    lines = ["<!doctype html><meta charset=utf-8><title>pix2pix test</title>",
+             "<style>body{font-family:sans-serif}td{text-align:center;padding:2px}img{width:256px}</style>",
+             f"<h1>pix2pix test: {html.escape(str(data))} ({direction})</h1>",
+             f"<p>model {cfg}</p>",
+             f"<p>{len(rows)} images. Mean L1 {mean['l1']:.4f}, PSNR {mean['psnr']:.2f} dB "
+             f"(returning the input: L1 {mean['input_l1']:.4f}, PSNR {mean['input_psnr']:.2f} dB). "
+             "L1 and PSNR on RGB in [0, 1].</p>",
+             "<table><tr><th>name</th><th>input</th><th>output</th><th>target</th><th>L1</th><th>PSNR</th></tr>"]
+    for r in rows:
+        n = html.escape(r["name"])
+        cells = "".join(f"<td><img src='images/{n}_{t}.png'></td>" for t in ("input", "output", "target"))
+        lines.append(f"<tr><td>{n}</td>{cells}<td>{r['l1']:.4f}</td><td>{r['psnr']:.2f}</td></tr>")
+    lines.append("</table>")
+    from .io import atomic_write
+    atomic_write(out_dir / "index.html", lambda tmp: Path(tmp).write_text("\n".join(lines)))
+    return {"count": len(rows), **mean, "rows": rows}

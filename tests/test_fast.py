@@ -1,0 +1,227 @@
+"""Feed-forward style transfer: the network, training on the generator loop, applying, export, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lossnet import fast
+from lossnet.cli import main
+from lossnet.io import save_image
+from lossnet.nets.transformer import TransformerNet, count_parameters
+from lossnet.train import TrainConfig, train
+
+TINY = dict(channels=(4, 8, 8), n_residual=1)
+
+
+def tiny(n_styles=1, seed=0):
+    torch.manual_seed(seed)
+    net = TransformerNet(n_styles, **TINY)
+    with torch.no_grad():  # make the styles differ, as after training
+        for m in net.modules():
+            if isinstance(m, fast.CondInstanceNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.5)
+        net.up[-1].conv.weight.mul_(255)  # output changes in [0, 1] units, not 8-bit levels
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from skimage import data
+    folder = tmp_path_factory.mktemp("photos")
+    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+        image = torch.from_numpy(getattr(data, name)().astype(np.float32) / 255).permute(2, 0, 1)[None]
+        save_image(fast.resize_longest(image, 48), folder / f"{i}.png")
+    return folder
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr()
+
+
+def test_default_parameter_count_matches_the_paper_network():
+    assert count_parameters(TransformerNet()) == 1_679_235
+    assert count_parameters(TransformerNet(norm="batch")) == 1_679_235
+    assert count_parameters(TransformerNet(arch="lite")) < 1_679_235 / 10
+
+
+def test_output_size_equals_input_size_for_odd_sizes():
+    with torch.no_grad():
+        assert TransformerNet().eval()(torch.rand(1, 3, 131, 257)).shape == (1, 3, 131, 257)
+        assert tiny()(torch.rand(2, 3, 17, 23)).shape == (2, 3, 17, 23)
+
+
+def test_blending_is_continuous_and_ends_at_the_single_styles():
+    net, x = tiny(2), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ends = [net(x, fast.style_weights(net, index=k)) for k in (0, 1)]
+        for t, want in [(0.0, ends[0]), (1.0, ends[1])]:
+            assert torch.equal(net(x, fast.style_weights(net, blend=[1 - t, t])), want)
+        mids = [net(x, fast.style_weights(net, blend=[1 - t, t])) for t in (0.5, 0.501)]
+    assert (ends[0] - ends[1]).abs().max() > 0.05  # the styles differ...
+    assert (mids[0] - mids[1]).abs().max() < 1e-2  # ...and blending moves between them smoothly
+
+
+def _task(photos, n_styles=1, **kw):
+    from lossnet.procedural import make_style
+    styles = []
+    for k in range(n_styles):
+        path = photos.parent / f"style{k}.png"
+        save_image(make_style(["swirls", "mosaic"][k], 64), path)
+        styles.append(str(path))
+    cfg = fast.FastStyleConfig(styles=styles, data=[str(photos)], crop=32, batch_size=2, style_size=64,
+                               train=TrainConfig(**{"progress": False, "sample_every": 0, "checkpoint_every": 10, **kw}))
+    torch.manual_seed(0)
+    return fast.FastStyleTask(cfg, TransformerNet(n_styles, **TINY), quiet=True)
+
+
+def test_thirty_training_steps_lower_the_loss(photos, tmp_path):
+    task = _task(photos, iters=30, lr=1e-2)
+    fixed = task.batch(0)
+
+    def loss():
+        with torch.no_grad():
+            return float(sum(task.generator_loss(fixed, task.generator(fixed["input"])).values()))
+    before = loss()
+    rows = train(task, tmp_path, task.cfg.train)
+    assert len(rows) == 30 and (tmp_path / "log.csv").is_file()
+    assert loss() < 0.8 * before
+
+
+def test_resume_reproduces_the_uninterrupted_run(photos, tmp_path):
+    from lossnet.weights import load_state_dict
+    whole = _task(photos, iters=6, checkpoint_every=3)
+    train(whole, tmp_path / "a", whole.cfg.train)
+    part = _task(photos, iters=3, checkpoint_every=3)
+    train(part, tmp_path / "b", part.cfg.train)  # "killed" after step 3
+    rest = _task(photos, iters=6, checkpoint_every=3)
+    train(rest, tmp_path / "b", rest.cfg.train, resume=True)
+    a, b = (load_state_dict(tmp_path / d / "checkpoint.safetensors") for d in "ab")
+    assert a.keys() == b.keys() and any(k.startswith("optim_g.state") for k in a)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    steps = [r.split(",")[0] for r in (tmp_path / "b" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == [str(i) for i in range(1, 7)]
+
+
+def test_multi_style_training_passes_the_condition(photos, tmp_path):
+    task = _task(photos, n_styles=2, iters=2)
+    assert task.batch(0)["condition"].tolist() == [1.0, 0.0] and task.batch(1)["condition"].tolist() == [0.0, 1.0]
+    train(task, tmp_path, task.cfg.train)
+
+
+def test_model_file_round_trip_in_fp16(tmp_path):
+    net = tiny(2)
+    path = fast.save_transformer(net, tmp_path / "m.safetensors", {"styles": ["a.jpg", "b.jpg"]})
+    back = fast.load_transformer(path)
+    assert back.n_styles == 2 and back.styles == ["a.jpg", "b.jpg"]
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert (back(x) - net(x)).abs().max() < 1e-2
+
+
+def test_tiles_agree_with_the_whole_image():
+    net, x = tiny(), torch.rand(1, 3, 100, 140)  # 2 x 3 tiles; instance-norm statistics of the whole image
+    whole = fast.apply(net, x, tile=0)
+    tiled = fast.apply(net, x, tile=80, overlap=32, stats_pixels=10**6)
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().mean() < 0.02
+
+
+def test_onnx_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    for n_styles in (1, 2):
+        net = tiny(n_styles)
+        path = fast.export_onnx(net, tmp_path / f"m{n_styles}.onnx")
+        x = torch.rand(2, 3, 37, 50)
+        style = None if n_styles == 1 else torch.tensor([[0.3, 0.7], [1.0, 0.0]])
+        with torch.no_grad():
+            want = net(x, style)
+        assert (fast.run_onnx(fast.onnx_session(path), x, style) - want).abs().max() < 1e-4
+
+
+@pytest.fixture()
+def model(tmp_path):
+    return fast.save_transformer(tiny(2), tmp_path / "model.safetensors", {"styles": ["a", "b"]})
+
+
+def test_cli_image_folder_and_blend(model, photos, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code, res = run_cli(["stylize", photos / "0.png", "--model", model, "--blend", "0.3,0.7", "--preserve-colors",
+                         "-o", out], capsys)
+    assert code == 0 and out.is_file(), res.err
+    code, res = run_cli(["stylize", photos, "--model", model, "--style-index", "1", "--size", "40",
+                         "-o", tmp_path / "folder"], capsys)
+    assert code == 0 and len(list((tmp_path / "folder").glob("*.png"))) == 3, res.err
+
+
+def test_video_round_trip_keeps_the_frame_count(model, tmp_path, capsys):
+    pytest.importorskip("imageio_ffmpeg")
+    from lossnet.video import count_frames, write_frames
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    write_frames((torch.rand(1, 3, 32, 48) for _ in range(7)), src, fps=12)
+    code, res = run_cli(["stylize", src, "--model", model, "--batch-size", "3", "-o", out], capsys)
+    assert code == 0, res.err
+    assert count_frames(out) == count_frames(src) == 7
+
+
+def test_export_command(model, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    code, res = run_cli(["export", model, "--onnx", tmp_path / "m.onnx"], capsys)
+    assert code == 0 and (tmp_path / "m.onnx").is_file(), res.err
+
+
+def _bad_inputs(tmp_path, model, photos):
+    from lossnet.weights import save_model, save_state_dict
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00\x01 not a model" * 10)
+    pickled = tmp_path / "model.pth"
+    torch.save(tiny().state_dict(), pickled)
+    other_arch = save_model(torch.nn.Conv2d(3, 3, 3), tmp_path / "other.safetensors", "transformer", {"n_styles": 1})
+    other_kind = save_model(torch.nn.Conv2d(3, 3, 3), tmp_path / "srnet.safetensors", "srnet", {})
+    plain = tmp_path / "plain.safetensors"
+    save_state_dict(tiny().state_dict(), plain)
+    fake_video = tmp_path / "fake.mp4"
+    fake_video.write_text("this is not a video\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    img = photos / "0.png"
+    return {
+        "corrupt model": (["stylize", img, "--model", corrupt], "out.png"),
+        "pickle": (["stylize", img, "--model", pickled], "out.png"),
+        "other architecture": (["stylize", img, "--model", other_arch], "out.png"),
+        "other kind": (["stylize", img, "--model", other_kind], "out.png"),
+        "no metadata": (["stylize", img, "--model", plain], "out.png"),
+        "not a video": (["stylize", fake_video, "--model", model], "out.mp4"),
+        "empty folder": (["stylize", empty, "--model", model], "outdir"),
+        "blend count": (["stylize", img, "--model", model, "--blend", "0.2,0.3,0.5"], "out.png"),
+        "style index": (["stylize", img, "--model", model, "--style-index", "5"], "out.png"),
+        "unknown model": (["stylize", img, "--model", "no-such-model"], "out.png"),
+        "export pickle": (["export", pickled, "--onnx"], "out.onnx"),
+    }
+
+
+@pytest.mark.parametrize("case", ["corrupt model", "pickle", "other architecture", "other kind", "no metadata",
+                                  "not a video", "empty folder", "blend count", "style index", "unknown model",
+                                  "export pickle"])
+def test_bad_input_exits_2_with_one_error_line_and_writes_nothing(case, model, photos, tmp_path, capsys):
+    args, out_name = _bad_inputs(tmp_path, model, photos)[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    code, res = run_cli([*args, *(["-o"] if args[0] == "stylize" else []), work / out_name], capsys)
+    assert code == 2
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.err
+    assert list(work.iterdir()) == []
+
+
+def test_models_command_lists_the_bundled_models(capsys):
+    models = fast.bundled_models()
+    code, res = run_cli(["models"], capsys)
+    assert code == 0
+    for name, entry in models.items():
+        assert name in res.out
+        assert (fast.MODELS_DIR / entry["file"]).is_file()
+        assert fast.load_transformer(name).n_styles == len(entry["styles"])

@@ -1,0 +1,106 @@
+"""Gram, content, style and TV against values computed by hand on tiny explicit tensors."""
+import pytest
+import torch
+
+from lossnet import objectives as O
+
+# One image, two channels, 2x2: channel 0 = [[1, 2], [3, 4]], channel 1 = [[0, 1], [0, -1]].
+F = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, -1.0]]]])
+
+
+def test_gram_matrix_by_hand():
+    # flat rows: c0 = (1, 2, 3, 4), c1 = (0, 1, 0, -1); C*H*W = 8
+    # c0.c0 = 1+4+9+16 = 30, c0.c1 = 0+2+0-4 = -2, c1.c1 = 0+1+0+1 = 2
+    expected = torch.tensor([[[30.0, -2.0], [-2.0, 2.0]]]) / 8
+    assert torch.allclose(O.gram_matrix(F), expected)
+
+
+def test_gram_matrix_batch_and_symmetry():
+    f = torch.randn(3, 4, 5, 6)
+    g = O.gram_matrix(f)
+    assert g.shape == (3, 4, 4)
+    assert torch.allclose(g, g.transpose(1, 2))
+    assert torch.allclose(g[1], O.gram_matrix(f[1:2])[0])
+
+
+def test_relative_mse_by_hand():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    # target 1: squared errors 0, 1, 4, 9 -> mean 3.5; mean(target^2) = 1
+    assert O.relative_mse(x, torch.ones(4)).item() == pytest.approx(3.5)
+    # target 2: squared errors 1, 0, 1, 4 -> mean 1.5; mean(target^2) = 4 -> 0.375
+    assert O.relative_mse(x, torch.full((4,), 2.0)).item() == pytest.approx(0.375)
+    # a zero target does not divide by zero
+    assert O.relative_mse(x, torch.zeros(4)).item() == pytest.approx(7.5 / 1e-8, rel=1e-4)
+
+
+def test_content_loss_is_relative_to_target_energy():
+    target = {"relu": torch.full((1, 1, 2, 2), 2.0)}
+    obj = O.content("relu", target["relu"])
+    assert obj.layers == ("relu",)
+    feats = {"relu": torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])}
+    assert obj(feats, None).item() == pytest.approx(0.375)
+    # scaling features and target together leaves the loss unchanged (relative), unlike a plain MSE
+    scaled = O.content("relu", 60 * target["relu"])
+    assert scaled({"relu": 60 * feats["relu"]}, None).item() == pytest.approx(0.375, rel=1e-5)
+    assert obj(target, None).item() == 0.0
+
+
+def test_style_loss_by_hand():
+    g = O.gram_matrix(F)[0]  # [[3.75, -0.25], [-0.25, 0.25]]
+    # target Gram: identity/4 -> differences (3.5, -0.25, -0.25, 0): mean sq = (12.25 + 0.0625*2) / 4
+    target = torch.eye(2)[None] / 4
+    expected_a = (12.25 + 0.125) / 4 / (2 * 0.0625 / 4)  # divided by mean(target^2) = 0.03125
+    assert expected_a == pytest.approx(99.0)
+    # second layer: features zero -> Gram zero -> relative error exactly 1
+    target_b = g[None].clone()
+    obj = O.style({"a": target, "b": target_b}, {"a": 0.25, "b": 2.0})
+    assert set(obj.layers) == {"a", "b"}
+    value = obj({"a": F, "b": torch.zeros_like(F)}, None).item()
+    assert value == pytest.approx(0.25 * 99.0 + 2.0 * 1.0, rel=1e-6)
+    # default layer weights are 1/L
+    value = O.style({"a": target, "b": target_b})({"a": F, "b": torch.zeros_like(F)}, None).item()
+    assert value == pytest.approx(0.5 * 99.0 + 0.5 * 1.0, rel=1e-6)
+
+
+def test_tv_by_hand():
+    image = torch.tensor([[[[0.0, 1.0], [3.0, 5.0]]]])
+    # vertical differences 3, 4 -> mean sq 12.5; horizontal 1, 2 -> mean sq 2.5
+    assert O.tv()({}, image).item() == pytest.approx(15.0)
+    assert O.tv()({}, torch.full((1, 3, 8, 8), 0.3)).item() == 0.0
+    # two channels: the means run over every channel
+    two = torch.cat([image, torch.zeros_like(image)], 1)
+    assert O.tv()({}, two).item() == pytest.approx(7.5)
+
+
+def test_objective_algebra():
+    feats = {"relu": torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])}
+    image = torch.tensor([[[[0.0, 1.0], [3.0, 5.0]]]])
+    content = O.content("relu", torch.ones(1, 1, 2, 2))  # 3.5
+    obj = 2 * content + O.tv() * 3
+    parts = obj.parts(feats, image)
+    assert set(parts) == {"content", "tv"}
+    assert parts["content"].item() == pytest.approx(7.0)
+    assert parts["tv"].item() == pytest.approx(45.0)
+    assert obj(feats, image).item() == pytest.approx(52.0)
+    # same-named terms add up; sum() works; zero-weighted terms are not evaluated
+    both = sum([content, content, 0 * O.tv()])
+    assert both.parts(feats, image).keys() == {"content"}
+    assert both(feats, image).item() == pytest.approx(7.0)
+    assert (content - content)(feats, image).item() == pytest.approx(0.0)
+    assert (-content)(feats, image).item() == pytest.approx(-3.5)
+    assert (content + O.style({"b": torch.eye(2)[None]})).layers == ("relu", "b")
+
+
+def test_activation_and_l2():
+    f = {"x": torch.arange(8.0).view(1, 2, 2, 2)}
+    assert O.activation("x")(f, None).item() == pytest.approx(3.5)
+    assert O.activation("x", channel=1)(f, None).item() == pytest.approx(5.5)
+    assert O.l2()({}, torch.tensor([0.0, 1.0, 0.5])).item() == pytest.approx((0.25 + 0.25 + 0) / 3)
+
+
+def test_targets_are_detached():
+    target = torch.ones(1, 1, 2, 2, requires_grad=True)
+    obj = O.content("relu", target * 2)
+    x = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    obj({"relu": x}, None).backward()
+    assert target.grad is None and x.grad is not None

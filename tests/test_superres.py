@@ -1,0 +1,192 @@
+"""Super-resolution on the generator loop: shapes, training, resume, CLI and its bad inputs (tiny and fast)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import files_in, photo
+from lossnet.cli import main
+from lossnet.errors import LossnetError
+from lossnet.io import save_image
+from lossnet.nets.srnet import SRNet
+from lossnet.superres import SRConfig, SRTask, load_srnet, save_srnet, tiled, train_sr, upscale
+from lossnet.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory):
+    """Four small real photos (scikit-image), 48-64 px."""
+    folder = tmp_path_factory.mktemp("hr")
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        save_image(photo(name, 64), folder / f"{name}.png")
+    return folder
+
+
+def small_net(scale=4):
+    torch.manual_seed(0)
+    return SRNet(scale, channels=8, blocks=1)
+
+
+def cfg(hr_dir, loss="pixel", iters=30, lr=1e-4, **kw):
+    return SRConfig(data=[str(hr_dir)], scale=4, loss=loss, crop=32, batch_size=2, channels=8, blocks=1,
+                    train=TrainConfig(iters=iters, lr=lr, checkpoint_every=kw.pop("every", 10), sample_every=0,
+                                      progress=False), **kw)
+
+
+@pytest.mark.parametrize("scale,h,w", [(4, 7, 9), (8, 5, 11), (4, 13, 6)])
+def test_output_exactly_scale_times_odd_input(scale, h, w):
+    net = small_net(scale).eval()
+    x = torch.rand(1, 3, h, w)
+    assert upscale(net, x).shape[-2:] == (h * scale, w * scale)
+    assert upscale(None, x, scale).shape[-2:] == (h * scale, w * scale)
+
+
+def test_tiled_matches_whole_for_a_pointwise_fn():
+    x = torch.rand(1, 3, 37, 53)
+    fn = lambda t: torch.nn.functional.interpolate(t, scale_factor=2, mode="nearest")
+    assert torch.allclose(tiled(fn, x, tile=16, overlap=4, scale=2), fn(x), atol=1e-6)
+
+
+def test_tiles_keep_the_size_and_stay_close():
+    torch.manual_seed(0)
+    net = SRNet(4, channels=8, blocks=1, norm="none").eval()  # instance norm would see each tile's own statistics
+    with torch.no_grad():  # give the zero-initialised tail something to do
+        net.tail[1].weight.normal_(0, 0.01)
+    x = photo("astronaut", 48)
+    whole, tiles = upscale(net, x, tile=0), upscale(net, x, tile=20, overlap=8)
+    assert tiles.shape == whole.shape == (1, 3, 192, 192)
+    assert (tiles - whole).abs().mean() < 0.15 * (whole - upscale(None, x)).abs().mean()  # seams only where receptive fields cross tiles
+
+
+def test_30_steps_lower_the_feature_loss(hr_dir, hed):
+    c = cfg(hr_dir, "feature", every=30)
+    task = SRTask(c, small_net(), quiet=True)
+    probe = task.batch(0)
+
+    def loss():
+        with torch.no_grad():
+            return float(sum(task.generator_loss(probe, task.generator.train()(probe["input"])).values()))
+
+    before = loss()
+    train(task, hr_dir.parent / "run_feature", c.train)
+    assert loss() < before
+
+
+def test_resume_reproduces_the_run(tmp_path, hr_dir):
+    straight = SRTask(cfg(hr_dir, iters=6), small_net())
+    train(straight, tmp_path / "a", straight.cfg.train)
+    first = SRTask(cfg(hr_dir, iters=3, every=3), small_net())
+    train(first, tmp_path / "b", first.cfg.train)
+    second = SRTask(cfg(hr_dir, iters=6, every=3), small_net())
+    train(second, tmp_path / "b", second.cfg.train, resume=True)
+    for (k, a), b in zip(straight.generator.state_dict().items(), second.generator.state_dict().values()):
+        assert torch.equal(a, b), k
+    rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[-1].startswith("6,")
+
+
+def test_model_roundtrip_and_wrong_scale(tmp_path):
+    net = small_net()
+    path = save_srnet(net, tmp_path / "m.safetensors")
+    loaded = load_srnet(path, scale=4)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(LossnetError, match="x4 super-resolution, not x8"):
+        load_srnet(path, scale=8)
+    with pytest.raises(LossnetError, match="at least 5 pixels"):
+        upscale(loaded, torch.rand(1, 3, 4, 9))
+
+
+def test_cli_superres_model_bicubic_and_folder(tmp_path, astronaut_png, capsys):
+    model = save_srnet(small_net(), tmp_path / "m.safetensors")
+    assert main(["superres", str(astronaut_png), "--model", str(model), "-o", str(tmp_path / "o.png")]) == 0
+    assert main(["superres", str(astronaut_png), "--method", "bicubic", "--scale", "8", "-o", str(tmp_path / "b.png")]) == 0
+    from lossnet.io import load_image
+    assert load_image(tmp_path / "o.png").shape[-2:] == tuple(4 * s for s in load_image(astronaut_png).shape[-2:])
+    assert load_image(tmp_path / "b.png").shape[-1] == 8 * load_image(astronaut_png).shape[-1]
+    assert main(["superres", str(astronaut_png.parent), "--model", str(model), "-o", str(tmp_path / "dir")]) == 0
+    assert files_in(tmp_path / "dir") == sorted(p.stem + ".png" for p in astronaut_png.parent.iterdir())
+
+
+def one_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_cli_bad_inputs(tmp_path, astronaut_png, capsys):
+    x4 = save_srnet(small_net(4), tmp_path / "x4.safetensors")
+    out = tmp_path / "out"
+    out.mkdir()
+    # a model of another scale
+    assert main(["superres", str(astronaut_png), "--model", str(x4), "--scale", "8", "-o", str(out / "a.png")]) == 2
+    assert "not x8" in one_error(capsys)
+    # a model of another architecture (a pix2pix generator file)
+    from lossnet.pix2pix import build_generator, save_generator
+    other = save_generator(build_generator({"netG": "unet_128", "ngf": 4, "norm": "batch", "dropout": True}),
+                           tmp_path / "g.safetensors", {"netG": "unet_128"})
+    assert main(["superres", str(astronaut_png), "--model", str(other), "-o", str(out / "b.png")]) == 2
+    assert "not a srnet model" in one_error(capsys)
+    # an SRNet file whose weights do not fit its config
+    wrong = save_srnet(SRNet(4, channels=16, blocks=1), tmp_path / "w.safetensors", {})
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    with safe_open(str(wrong), "pt") as f:
+        meta = f.metadata()
+    save_file(load_file(str(x4)), str(wrong), metadata=meta)
+    assert main(["superres", str(astronaut_png), "--model", str(wrong), "-o", str(out / "c.png")]) == 2
+    assert "do not fit" in one_error(capsys)
+    # an input smaller than the minimum
+    save_image(torch.rand(1, 3, 4, 4), tmp_path / "tiny.png")
+    assert main(["superres", str(tmp_path / "tiny.png"), "--model", str(x4), "-o", str(out / "d.png")]) == 2
+    assert "pixels per side" in one_error(capsys)
+    # an HR folder with no images
+    (tmp_path / "empty").mkdir()
+    assert main(["train-sr", "--data", str(tmp_path / "empty"), "--loss", "pixel", "-o", str(out / "m.safetensors"),
+                 "--quiet"]) == 2
+    assert "no images" in one_error(capsys)
+    assert files_in(out) == []  # nothing half-written
+
+
+def test_cli_train_skips_a_corrupt_image_and_resumes(tmp_path, hr_dir, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in hr_dir.iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    out = tmp_path / "x4.safetensors"
+    args = ["train-sr", "--data", str(data), "--loss", "pixel", "--crop", "32", "--batch-size", "2",
+            "--checkpoint-every", "2", "--sample-every", "2", "--quiet", "-o", str(out)]
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert main(args + ["--iters", "2"]) == 0
+    with pytest.warns(UserWarning, match="broken.png"):  # a new run warns again, and goes on
+        assert main(args + ["--iters", "4", "--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert load_srnet(out, scale=4).upscale == 4
+    run = tmp_path / "x4_run"
+    assert {"log.csv", "checkpoint.safetensors", "samples", "config.json"} <= set(files_in(run))
+    assert len((run / "log.csv").read_text().splitlines()) == 5
+
+
+def test_eval_sr_table(tmp_path, capsys):
+    sets = tmp_path / "sr"
+    for name, images in {"SetA": ("astronaut", "coffee"), "SetB": ("chelsea",)}.items():
+        (sets / name).mkdir(parents=True)
+        for im in images:
+            save_image(photo(im, 64), sets / name / f"{im}.png")
+    model = save_srnet(small_net(), tmp_path / "m.safetensors")
+    assert main(["eval-sr", "--model", str(model), "--data", str(sets)]) == 0
+    out = capsys.readouterr().out
+    assert "| method | SetA PSNR / SSIM | SetB PSNR / SSIM |" in out
+    bicubic = [line for line in out.splitlines() if line.startswith("| bicubic")][0]
+    mine = [line for line in out.splitlines() if line.startswith("| m ")][0]
+    assert bicubic.split("|")[2:] == mine.split("|")[2:]  # an untrained residual SRNet is exactly bicubic
+
+
+def test_downsample_shapes_with_and_without_blur():
+    from lossnet.superres import downsample
+    hr = torch.rand(2, 3, 24, 40)
+    for scale in (4, 8):
+        for sigma in (1.0, 0.0):
+            assert downsample(hr, scale, sigma).shape == (2, 3, 24 // scale, 40 // scale)
+    with pytest.raises(LossnetError, match="multiple of the scale"):
+        downsample(torch.rand(1, 3, 30, 40), 4, 0.0)
