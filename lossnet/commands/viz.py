@@ -245,7 +245,7 @@ def register(sub) -> None:
     p.add_argument("--jitter", type=count, default=16, help="pixels")
     p.add_argument("--blur-every", type=count, default=10, help="steps between Gaussian blurs (0: never)")
     p.add_argument("--blur-sigma", type=positive, default=0.5)
-    p.add_argument("--clip-percentile", type=nonneg, default=10.0, help="reset the % of pixels nearest grey")
+    p.add_argument("--clip-percentile", type=nonneg, default=10.0, help="reset the %% of pixels nearest grey")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
 
