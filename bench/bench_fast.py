@@ -238,15 +238,19 @@ def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
         save_image(p, out / f"{n}.jpg", quality=88)
     for name in fast.bundled_models():
         net = fast.load_transformer(name)
-        cells = []
-        for n, p in photos.items():
-            save_image(fast.apply(net, p), out / f"{name}_{n}.jpg", quality=88)
-            cells.append(f"![{name} {n}]({name}_{n}.jpg)")
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        for k in range(net.n_styles):
+            tag = name if net.n_styles == 1 else f"{name}_style{k}"
+            cells = []
+            for n, p in photos.items():
+                save_image(fast.apply(net, p, fast.style_weights(net, k if net.n_styles > 1 else None)),
+                           out / f"{tag}_{n}.jpg", quality=88)
+                cells.append(f"![{tag} {n}]({tag}_{n}.jpg)")
+            label = f"`{name}`" if net.n_styles == 1 else f"`{name}` --style-index {k} ({net.styles[k]})"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         if net.n_styles > 1:
             p = photos["chelsea"]
             strip = [fast.apply(net, p, torch.tensor([1 - t, t] + [0.0] * (net.n_styles - 2))) for t in
-                     (0, 0.25, 0.5, 0.75, 1)]
+                     (0.0, 0.25, 0.5, 0.75, 1.0)]
             save_image(torch.cat([resize_longest(s, 256) for s in strip], -1), out / f"{name}_blend.jpg", quality=88)
     print("\n".join(lines))
 

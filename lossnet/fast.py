@@ -321,7 +321,7 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768,
     device = next(net.parameters()).device
     h, w = image.shape[-2:]
     if style is not None:
-        style = style.to(device)
+        style = torch.as_tensor(style).to(device, torch.float32)
     if tile <= 0 or h * w <= tile * tile:
         out = net(image.to(device), style).cpu()
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import PairedImages, Subset, holdout
+from .data import PairedImages, holdout
 from .errors import LossnetError, suggest
 from .features import load_matching
 from .nets.patchgan import define_discriminator
