@@ -17,6 +17,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -330,3 +331,33 @@ class BatchStream:
 def infinite_batches(dataset, batch_size: int, seed: int = 0, state: dict | None = None) -> BatchStream:
     """`next(stream)` -> a batch (a tensor, or a tuple of tensors for pairs); `stream.state()` to resume."""
     return BatchStream(dataset, batch_size, seed, state)
+
+
+class Concat:
+    """Several data sets as one (e.g. BSDS500 train/ + test/), sampled like any of them."""
+
+    def __init__(self, datasets: Sequence):
+        self.datasets = list(datasets)
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)
+
+    def sample(self, index: int, generator: torch.Generator | None = None):
+        for d in self.datasets:
+            if index < len(d):
+                return d.sample(index, generator)
+            index -= len(d)
+        raise IndexError(index)
+
+
+class StepBatches:
+    """`batches(step)` for the generator loop: a `BatchStream` positioned from the step, so a batch depends
+    only on (seed, step) and resume replays nothing (an unreadable file shifts only its own batch)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int = 0):
+        self.stream = BatchStream(dataset, batch_size, seed)
+        self.batch_size = batch_size
+
+    def __call__(self, step: int):
+        self.stream.epoch, self.stream.position = divmod(step * self.batch_size, len(self.stream.dataset))
+        return next(self.stream)

@@ -27,7 +27,7 @@ from .errors import LossnetError, suggest
 from .features import load_matching
 from .nets.patchgan import define_discriminator
 from .nets.unet import define_generator
-from .superres import StepBatches
+from .data import StepBatches
 from .train import TrainConfig, train
 
 MODELS_DIR = Path(__file__).parent / "models"

@@ -16,17 +16,18 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from . import objectives as O
-from .data import BatchStream, RandomCrops, degrade, modcrop
+from .data import Concat, RandomCrops, StepBatches, degrade, modcrop
 from .errors import LossnetError, suggest
 from .features import LossNetwork, load_matching
 from .io import IMAGE_SUFFIXES, load_image
 from .nets.srnet import SRNet
+from .tiling import tiled
 from .train import TrainConfig, train
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -56,36 +57,6 @@ class SRConfig:
 
 
 # ----------------------------------------------------------------------------- data
-class Concat:
-    """Several data sets as one (e.g. BSDS500 train/ + test/), sampled like any of them."""
-
-    def __init__(self, datasets: Sequence):
-        self.datasets = list(datasets)
-
-    def __len__(self) -> int:
-        return sum(len(d) for d in self.datasets)
-
-    def sample(self, index: int, generator: torch.Generator | None = None):
-        for d in self.datasets:
-            if index < len(d):
-                return d.sample(index, generator)
-            index -= len(d)
-        raise IndexError(index)
-
-
-class StepBatches:
-    """`batches(step)` for the generator loop: a `BatchStream` positioned from the step, so a batch depends
-    only on (seed, step) and resume replays nothing (an unreadable file shifts only its own batch)."""
-
-    def __init__(self, dataset, batch_size: int, seed: int = 0):
-        self.stream = BatchStream(dataset, batch_size, seed)
-        self.batch_size = batch_size
-
-    def __call__(self, step: int):
-        self.stream.epoch, self.stream.position = divmod(step * self.batch_size, len(self.stream.dataset))
-        return next(self.stream)
-
-
 def downsample(hr: torch.Tensor, scale: int, sigma: float = 1.0) -> torch.Tensor:
     """The LR image: the paper's Gaussian blur + bicubic (`data.degrade`), or with sigma 0 plain antialiased
     bicubic (MATLAB imresize-like, the usual SR benchmark degradation)."""
@@ -219,49 +190,6 @@ def load_srnet(spec: str | os.PathLike | SRNet, scale: int | None = None, device
 
 
 # ----------------------------------------------------------------------------- applying
-def _ramp(n: int, overlap: int, start: bool, end: bool) -> torch.Tensor:
-    w = torch.ones(n)
-    r = torch.linspace(0, 1, overlap + 2)[1:-1]
-    if start and overlap:
-        w[:overlap] = torch.minimum(w[:overlap], r[:n])
-    if end and overlap:
-        w[n - overlap:] = torch.minimum(w[n - overlap:], r.flip(0)[-n:])
-    return w
-
-
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    return sorted(set(list(range(0, size - tile, tile - overlap)) + [size - tile]))
-
-
-@torch.no_grad()
-def tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int, overlap: int = 16,
-          scale: int = 1) -> torch.Tensor:
-    """fn(image) computed in overlapping tile x tile pieces of the input, feather-blended over the overlap;
-    `fn` maps (N, C, h, w) to (N, C', scale*h, scale*w). Memory is bounded by one tile (generic: belongs in
-    the core next to fast.apply's tiling)."""
-    h, w = image.shape[-2:]
-    if tile <= 0 or (h <= tile and w <= tile):
-        return fn(image)
-    overlap = max(0, min(overlap, tile // 2))
-    out = total = None
-    for y in _starts(h, tile, overlap):
-        for x in _starts(w, tile, overlap):
-            th, tw = min(tile, h - y), min(tile, w - x)
-            piece = fn(image[..., y:y + th, x:x + tw])
-            if out is None:
-                out = torch.zeros(*piece.shape[:-2], h * scale, w * scale, dtype=piece.dtype)
-                total = torch.zeros(h * scale, w * scale, dtype=piece.dtype)
-            wy = _ramp(th * scale, overlap * scale, y > 0, y + th < h)
-            wx = _ramp(tw * scale, overlap * scale, x > 0, x + tw < w)
-            weight = wy[:, None] * wx[None, :]
-            ys, xs = slice(y * scale, (y + th) * scale), slice(x * scale, (x + tw) * scale)
-            out[..., ys, xs] += piece.cpu() * weight
-            total[ys, xs] += weight
-    return out / total
-
-
 def bicubic(image: torch.Tensor, scale: int) -> torch.Tensor:
     """Plain bicubic upsampling by `scale` (the baseline), clamped to [0, 1]."""
     h, w = image.shape[-2:]

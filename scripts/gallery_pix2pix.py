@@ -1,6 +1,6 @@
 """4 test rows for the README: labels | L1 only | cGAN + L1 | photo (run from the repository root).
 
-    python docs/gallery/pix2pix/make_rows.py ../shared/data/pix2pix/facades/test RUN_L1 RUN_GAN docs/gallery/pix2pix/facades_test.jpg 1,20,40,60
+    python scripts/gallery_pix2pix.py ../shared/data/pix2pix/facades/test RUN_L1 RUN_GAN outputs/facades_test.jpg  (research-use data: keep out of the repo) 1,20,40,60
 """
 import sys
 

@@ -1,6 +1,6 @@
 """Crop picture for the README: bicubic | pixel loss | feature loss | HR, x4 (run from the repository root).
 
-    python docs/gallery/sr/make_crops.py ../shared/data/sr/Set5/butterfly.png 64,64,128 docs/gallery/sr/butterfly_x4.png
+    python scripts/gallery_sr.py ../shared/data/sr/Set5/butterfly.png 64,64,128 outputs/butterfly_x4.png  (Set5 terms unknown: keep out of the repo)
 """
 import sys
 

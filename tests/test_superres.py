@@ -9,7 +9,8 @@ from lossnet.cli import main
 from lossnet.errors import LossnetError
 from lossnet.io import save_image
 from lossnet.nets.srnet import SRNet
-from lossnet.superres import SRConfig, SRTask, load_srnet, save_srnet, tiled, upscale
+from lossnet.superres import SRConfig, SRTask, load_srnet, save_srnet, upscale
+from lossnet.tiling import tiled
 from lossnet.train import TrainConfig, train
 
 
