@@ -294,25 +294,6 @@ def _global_stats(net: TransformerNet, image: torch.Tensor, style, stats_pixels:
             m.stats, m.record = (m.record[0] if m.record else None), None
 
 
-def _ramp(n: int, overlap: int, start: bool, end: bool) -> torch.Tensor:
-    """1-D blending weights of a tile: linear ramps over the overlap on sides that meet another tile."""
-    w = torch.ones(n)
-    r = torch.linspace(0, 1, overlap + 2)[1:-1]
-    if start:
-        w[:overlap] = r
-    if end:
-        w[n - overlap:] = r.flip(0)
-    return w
-
-
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(starts))
-
-
 @torch.no_grad()
 def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768, overlap: int = 64,
           stats_pixels: int = 2_000_000, preserve_colors: bool = False) -> torch.Tensor:
@@ -324,31 +305,18 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768,
         style = torch.as_tensor(style).to(device, torch.float32)
     if tile <= 0 or h * w <= tile * tile:
         out = net(image.to(device), style).cpu()
-    else:
-        overlap = max(0, min(overlap, tile // 2))
-        out = torch.zeros(image.shape[0], 3, h, w)
-        total = torch.zeros(1, 1, h, w)
-        norms = _norms(net)
+    else:  # tiles (lossnet.tiling), all normalised with the whole image's statistics
+        from .tiling import tiled
+        pieces, norms = [], _norms(net)
         for i in range(image.shape[0]):
-            _global_stats(net, image[i:i + 1].to(device), style[i:i + 1] if style is not None and style.dim() == 2 else style,
-                          stats_pixels)
+            s_i = style[i:i + 1] if style is not None and style.dim() == 2 else style
+            _global_stats(net, image[i:i + 1].to(device), s_i, stats_pixels)
             try:
-                ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-                for y in ys:
-                    for x in xs:
-                        th, tw = min(tile, h - y), min(tile, w - x)
-                        piece = net(image[i:i + 1, :, y:y + th, x:x + tw].to(device),
-                                    style[i:i + 1] if style is not None and style.dim() == 2 else style).cpu()
-                        wy = _ramp(th, overlap, y > 0, y + th < h)
-                        wx = _ramp(tw, overlap, x > 0, x + tw < w)
-                        weight = (wy[:, None] * wx[None, :])[None, None]
-                        out[i:i + 1, :, y:y + th, x:x + tw] += piece * weight
-                        if i == 0:
-                            total[..., y:y + th, x:x + tw] += weight
+                pieces.append(tiled(lambda x: net(x.to(device), s_i).cpu(), image[i:i + 1], tile, overlap))
             finally:
                 for m in norms:
                     m.stats = None
-        out /= total
+        out = torch.cat(pieces)
     out = out.clamp(0, 1)
     return keep_colors(out, image) if preserve_colors else out
 

@@ -19,7 +19,7 @@ from lossnet.style import StyleConfig, stylize
 ROOT = Path(__file__).resolve().parents[1]
 STYLES = ROOT.parent / "shared" / "data" / "styles"
 OUT = ROOT / "docs" / "gallery" / "style"
-SIZE = 256
+SIZE = 192
 
 
 def photo(name):
@@ -36,7 +36,7 @@ def main():
         row = [content]
         for sname, style in styles.items():
             t = time.time()
-            cfg = StyleConfig(sizes=[128, SIZE], iters=[120, 80], loop=LoopConfig(progress=False))
+            cfg = StyleConfig(sizes=[96, SIZE], iters=[100, 60], loop=LoopConfig(progress=False))
             row.append(stylize(content, [style], cfg))
             print(f"{cname} x {sname}: {time.time() - t:.0f} s", flush=True)
         rows.append(side_by_side(row))
