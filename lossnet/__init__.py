@@ -1,1 +1,4 @@
-from .nets.transformer import TransformerNet  # noqa: F401  (lossnet.TransformerNet: feed-forward style)
+"""lossnet: image synthesis and understanding with a pretrained CNN's features."""
+from .nets.transformer import TransformerNet
+
+__all__ = ["TransformerNet"]

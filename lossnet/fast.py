@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -215,11 +214,7 @@ def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | 
 
 def save_transformer(net: TransformerNet, path: str | os.PathLike, config: dict, half: bool = True) -> Path:
     from .weights import save_model
-
-    class _Half(torch.nn.Module):  # the state dict in fp16, without touching the network itself
-        def state_dict(self, *a, **k):
-            return {n: (v.half() if half and v.is_floating_point() else v) for n, v in net.state_dict().items()}
-    return save_model(_Half(), path, KIND, {**net.config, **config})
+    return save_model(net, path, KIND, {**net.config, **config}, half=half)
 
 
 # ----------------------------------------------------------------------------- models
@@ -255,7 +250,7 @@ def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cp
         net = TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k]) for k in keys if k in config})
     except (TypeError, ValueError) as e:
         raise LossnetError(f"{path}: unusable transformer config ({e})") from None
-    load_matching(net, {k: v.float() for k, v in sd.items()}, f"the transformer described in {path}")
+    load_matching(net, sd, f"the transformer described in {path}")
     net.styles = list(config.get("styles", []))
     return net.to(device).eval()
 

@@ -155,11 +155,7 @@ def train_pix2pix(cfg: Pix2PixConfig, run_dir: str | os.PathLike, resume: bool =
 def save_generator(net: torch.nn.Module, path: str | os.PathLike, config: dict, half: bool = False) -> Path:
     """The generator alone (fp16 tensors with `half`: cast back to fp32 on load)."""
     from .weights import save_model
-
-    class _Store(torch.nn.Module):
-        def state_dict(self, *a, **k):
-            return {n: (v.half() if half and v.is_floating_point() else v) for n, v in net.state_dict().items()}
-    return save_model(_Store(), path, KIND, config)
+    return save_model(net, path, KIND, config, half=half)
 
 
 # ----------------------------------------------------------------------------- models
@@ -192,7 +188,7 @@ def load_generator(spec: str | os.PathLike, device: str = "cpu") -> torch.nn.Mod
     path = model_path(spec)
     sd, config = read_model(path, KIND)
     net = build_generator(config)
-    load_matching(net, {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()},
+    load_matching(net, sd,
                   f"the {config.get('netG')} generator (ngf {config.get('ngf')}) described in {path}")
     net.config = config
     return net.to(device).train()

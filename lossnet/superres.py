@@ -181,7 +181,7 @@ def load_srnet(spec: str | os.PathLike | SRNet, scale: int | None = None, device
         config = {k: v for k, v in config.items() if k in ("arch", "scale", "channels", "blocks", "norm", "residual")}
         net = SRNet.from_config(config)
         net.check_state_dict(sd)
-        load_matching(net, {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()},
+        load_matching(net, sd,
                       f"the x{net.upscale} SR network described in {path}")
     if scale is not None and net.upscale != scale:
         raise LossnetError(f"the model is for x{net.upscale} super-resolution, not x{scale}: "

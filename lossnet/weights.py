@@ -197,10 +197,12 @@ def vgg_weights(arch: str = "vgg16", path: str | os.PathLike | None = None, quie
 
 
 # ----------------------------------------------------------------------------- trained lossnet models
-def save_model(module: torch.nn.Module, path: str | os.PathLike, kind: str, config: dict) -> Path:
-    """A trained network as safetensors + metadata naming its kind and constructor config (no pickle)."""
+def save_model(module: torch.nn.Module, path: str | os.PathLike, kind: str, config: dict, half: bool = False) -> Path:
+    """A trained network as safetensors + metadata naming its kind and constructor config (no pickle).
+    `half` stores floating tensors in fp16 (half the file); `read_model` casts them back to fp32."""
     import json
-    save_state_dict(module.state_dict(), path, metadata={"lossnet_kind": kind, "lossnet_config": json.dumps(config)})
+    sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in module.state_dict().items()}
+    save_state_dict(sd, path, metadata={"lossnet_kind": kind, "lossnet_config": json.dumps(config)})
     return Path(path)
 
 
@@ -218,4 +220,5 @@ def read_model(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tens
     found = meta.get("lossnet_kind")
     if found != kind:
         raise LossnetError(f"{path} is {'a ' + found if found else 'not a lossnet'} model, not a {kind} model")
+    state_dict = {k: (v.float() if v.is_floating_point() else v) for k, v in state_dict.items()}
     return state_dict, json.loads(meta.get("lossnet_config", "{}"))
