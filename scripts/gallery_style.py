@@ -31,7 +31,7 @@ def main():
         sys.exit(f"error: {STYLES} not found")
     contents = {n: photo(n) for n in ["astronaut", "chelsea", "coffee"]}
     styles = {n: load_image(STYLES / f"{n}.jpg", SIZE) for n in ["starry_night", "wave", "the_scream"]}
-    rows = [side_by_side([torch.ones(1, 3, SIZE, SIZE)] + [resize_longest(s, SIZE) for s in styles.values()])]
+    rows = []  # no row of the paintings themselves: they are read from ../shared, never committed
     for cname, content in contents.items():
         row = [content]
         for sname, style in styles.items():
