@@ -171,13 +171,8 @@ def model_path(spec: str | os.PathLike) -> Path:
             return path / MODEL_FILE
         raise LossnetError(f"run folder {path} has no {MODEL_FILE} (training not finished? "
                            "`pix2pix train --resume` finishes it)")
-    if path.is_file():
-        return path
-    models = bundled_models()
-    if str(spec) in models:
-        return models[str(spec)]
-    raise LossnetError(f"no pix2pix model {spec!r}: not a run folder, a file, nor a bundled model"
-                       f"{suggest(str(spec), models)} (bundled: {', '.join(models) or 'none'})")
+    from .weights import find_model
+    return find_model(spec, bundled_models(), "pix2pix")
 
 
 def load_generator(spec: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:

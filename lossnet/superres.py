@@ -160,14 +160,8 @@ def bundled_models() -> dict[str, Path]:
 
 
 def model_path(spec: str | os.PathLike) -> Path:
-    path = Path(spec)
-    if path.is_file():
-        return path
-    models = bundled_models()
-    if str(spec) in models:
-        return models[str(spec)]
-    raise LossnetError(f"no SR model {spec!r}: not a file, nor a bundled model{suggest(str(spec), models)}"
-                       f" (bundled: {', '.join(models) or 'none'})")
+    from .weights import find_model
+    return find_model(spec, bundled_models(), "SR")
 
 
 def load_srnet(spec: str | os.PathLike | SRNet, scale: int | None = None, device: str = "cpu") -> SRNet:

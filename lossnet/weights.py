@@ -222,3 +222,14 @@ def read_model(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tens
         raise LossnetError(f"{path} is {'a ' + found if found else 'not a lossnet'} model, not a {kind} model")
     state_dict = {k: (v.float() if v.is_floating_point() else v) for k, v in state_dict.items()}
     return state_dict, json.loads(meta.get("lossnet_config", "{}"))
+
+
+def find_model(spec: str | os.PathLike, bundled: dict[str, Path], what: str) -> Path:
+    """A model file given as a path or as the name of a bundled model, with a 'did you mean' error."""
+    from .errors import suggest
+    if Path(spec).is_file():
+        return Path(spec)
+    if str(spec) in bundled:
+        return bundled[str(spec)]
+    raise LossnetError(f"no {what} model {spec!r}: not a file, nor a bundled model{suggest(str(spec), bundled)}"
+                       f" (bundled: {', '.join(bundled) or 'none'})")

@@ -7,16 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import nonneg, positive, positive_int
+from ..cli import nonneg, nonneg_int, positive, positive_int
 from ..errors import LossnetError
-
-
-def count(text: str) -> int:
-    """A whole number >= 0 (pixels of jitter, steps between blurs)."""
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -242,8 +234,8 @@ def register(sub) -> None:
     p.add_argument("--iters", type=positive_int, default=200)
     p.add_argument("--lr", type=positive, default=0.02)
     p.add_argument("--l2-weight", type=nonneg, default=1.0)
-    p.add_argument("--jitter", type=count, default=16, help="pixels")
-    p.add_argument("--blur-every", type=count, default=10, help="steps between Gaussian blurs (0: never)")
+    p.add_argument("--jitter", type=nonneg_int, default=16, help="pixels")
+    p.add_argument("--blur-every", type=nonneg_int, default=10, help="steps between Gaussian blurs (0: never)")
     p.add_argument("--blur-sigma", type=positive, default=0.5)
     p.add_argument("--clip-percentile", type=nonneg, default=10.0, help="reset the %% of pixels nearest grey")
     p.add_argument("--seed", type=int, default=0)
@@ -261,7 +253,7 @@ def register(sub) -> None:
     p.add_argument("--lr", type=positive, default=0.01)
     p.add_argument("--octaves", type=positive_int, default=3)
     p.add_argument("--octave-scale", type=positive, default=1.4, help="size ratio between octaves (> 1)")
-    p.add_argument("--jitter", type=count, default=16)
+    p.add_argument("--jitter", type=nonneg_int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
 
