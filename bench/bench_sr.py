@@ -42,7 +42,7 @@ def _onnx(net: SRNet, x: torch.Tensor):
     return lambda: session.run(None, {"lr": x.numpy()})[0]
 
 
-def main() -> None:
+def main(argv=None) -> None:
     torch.set_num_threads(THREADS)
     models = bundled_models()
     rows = []
