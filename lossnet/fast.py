@@ -26,7 +26,7 @@ from . import objectives as O
 from .color import keep_colors
 from .errors import LossnetError
 from .features import LossNetwork, load_matching
-from .io import IMAGE_SUFFIXES, load_image, resize_longest
+from .io import load_image, resize_longest
 from .nets.transformer import ARCHS, CondInstanceNorm, TransformerNet
 from .style import blended_grams, check_weights
 from .train import TrainConfig, train
@@ -61,16 +61,10 @@ class FastStyleConfig:
 
 # ----------------------------------------------------------------------------- data
 def find_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files under the folders (recursively), sorted, so a seed fixes the data order."""
-    files = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise LossnetError(f"no such folder: {folder}")
-        files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    if not files:
-        raise LossnetError(f"no images in {', '.join(map(str, folders))}")
-    return sorted(set(files))
+    """Image files under all the folders (each as `data.find_images` finds them), sorted, so a seed fixes the
+    data order."""
+    from .data import find_images as images_under
+    return sorted(set(f for folder in folders for f in images_under(folder)))
 
 
 def random_crops(files: Sequence[Path], count: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -225,16 +219,9 @@ def bundled_models() -> dict[str, dict]:
 
 
 def model_path(spec: str | os.PathLike) -> Path:
-    """A bundled model's name, or a path."""
-    models = bundled_models()
-    if str(spec) in models:
-        return MODELS_DIR / models[str(spec)]["file"]
-    path = Path(spec)
-    if not path.exists():
-        from .errors import suggest
-        raise LossnetError(f"no model {spec!r}: not a file, nor a bundled model{suggest(str(spec), models)} "
-                           "(`lossnet models` lists them)")
-    return path
+    """A bundled model's name (`lossnet models`), or a path."""
+    from .weights import find_model
+    return find_model(spec, {name: MODELS_DIR / e["file"] for name, e in bundled_models().items()}, "style")
 
 
 def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cpu") -> TransformerNet:
