@@ -50,17 +50,21 @@ class CondInstanceNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
         if self.stats is None:
-            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
+            # E[x^2] - E[x]^2: two cheap reductions, ~3x faster than torch.var_mean on CPU; conv outputs here
+            # have |mean| ~ std, so the cancellation costs nothing visible in fp32.
+            mean = x.mean(dim=(2, 3), keepdim=True)
+            var = (x.square().mean(dim=(2, 3), keepdim=True) - mean.square()).clamp_min(0)
             if self.record is not None:
                 self.record.append((mean.detach(), var.detach()))
         else:
             mean, var = self.stats
-        x = (x - mean) * torch.rsqrt(var + self.eps)
         if style is None:  # first style (the only one of a single-style network)
-            scale, shift = self.weight[:1], self.bias[:1]
+            weight, bias = self.weight[:1], self.bias[:1]
         else:
-            scale, shift = style @ self.weight, style @ self.bias
-        return x * scale[:, :, None, None] + shift[:, :, None, None]
+            weight, bias = style @ self.weight, style @ self.bias
+        # Normalise and apply the affine in one pass over x: x * scale + shift, folded per channel.
+        scale = weight[:, :, None, None] * torch.rsqrt(var + self.eps)
+        return torch.addcmul(bias[:, :, None, None] - mean * scale, x, scale)
 
 
 class BatchNorm(nn.BatchNorm2d):
@@ -84,7 +88,7 @@ class ConvLayer(nn.Module):
         x = self.conv(self.pad(x))
         if self.norm is not None:
             x = self.norm(x, style)
-        return F.relu(x) if self.relu else x
+        return F.relu(x, inplace=True) if self.relu else x  # x is this layer's own tensor
 
 
 class UpsampleConvLayer(ConvLayer):
@@ -162,7 +166,8 @@ class TransformerNet(nn.Module):
 
     def body(self, image: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         """The network proper, for H and W multiples of 4 (what ONNX export traces)."""
-        x = image
+        # channels-last: oneDNN's native layout on CPU, ~1.2-1.6x faster convs than NCHW (bench_fast).
+        x = image.contiguous(memory_format=torch.channels_last)
         if style is not None and style.dim() == 1:
             style = style.expand(x.shape[0], -1)
         for layer in self.down:
