@@ -52,6 +52,42 @@ def mosaic(size: int = 512, seed: int = 0, cells: int = 60) -> np.ndarray:
 
 STYLES = {"swirls": swirls, "mosaic": mosaic}
 
+# Class colours of the CMP facade label maps (the pix2pix "facades" set), measured as cluster means of its
+# label images, so a drawn map speaks the bundled label->photo model's language.
+FACADE_CLASSES = {"background": (5, 9, 214), "facade": (2, 49, 248), "window": (12, 121, 244),
+                  "cornice": (234, 85, 26), "sill": (244, 156, 27), "balcony": (198, 244, 84),
+                  "shop": (38, 221, 242), "door": (187, 8, 23)}
+
+
+def facade_labels(size: int = 256, seed: int = 0) -> torch.Tensor:
+    """(1, 3, size, size) label map of a made-up facade: floors of windows with sills, cornices between
+    floors, a balcony floor, shops and a door at street level."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = FACADE_CLASSES["facade"]
+    img[: size // 10] = FACADE_CLASSES["background"]  # sky above the roof line
+    floors, columns = int(rng.integers(4, 7)), int(rng.integers(4, 8))
+    top, street = size // 10 + size // 25, size - size // 5
+    floor_h, col_w = (street - top) / floors, size / columns
+
+    def box(y0, y1, x0, x1, cls):
+        img[int(y0):int(y1), int(x0):int(x1)] = FACADE_CLASSES[cls]
+
+    balcony_floor = int(rng.integers(1, floors))
+    for f in range(floors):
+        y = top + f * floor_h
+        box(y, y + floor_h * 0.1, 0, size, "cornice")
+        for c in range(columns):
+            x = c * col_w
+            box(y + floor_h * 0.25, y + floor_h * 0.8, x + col_w * 0.22, x + col_w * 0.78, "window")
+            box(y + floor_h * 0.8, y + floor_h * 0.87, x + col_w * 0.18, x + col_w * 0.82, "sill")
+        if f == balcony_floor:
+            box(y + floor_h * 0.65, y + floor_h * 0.85, size * 0.1, size * 0.9, "balcony")
+    box(street, size, 0, size, "shop")
+    door = size * rng.uniform(0.35, 0.55)
+    box(street + size * 0.03, size, door, door + size * 0.1, "door")
+    return torch.from_numpy(img / 255.0).permute(2, 0, 1)[None].contiguous()
+
 
 def make_style(name: str, size: int = 512, seed: int = 0) -> torch.Tensor:
     """(1, 3, size, size) float tensor of a procedural style image."""

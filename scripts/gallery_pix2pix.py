@@ -1,6 +1,9 @@
-"""4 test rows for the README: labels | L1 only | cGAN + L1 | photo (run from the repository root).
+"""pix2pix pictures for the README (run from the repository root).
 
-    python scripts/gallery_pix2pix.py ../shared/data/pix2pix/facades/test RUN_L1 RUN_GAN outputs/facades_test.jpg  (research-use data: keep out of the repo) 1,20,40,60
+    # 4 test rows: labels | L1 only | cGAN + L1 | photo. Research-use data: keep it out of the repository.
+    python scripts/gallery_pix2pix.py test ../shared/data/pix2pix/facades/test RUN_L1 RUN_GAN outputs/facades_test.png 1,20,40,60
+    # label maps the project draws itself (lossnet.procedural.facade_labels) -> the bundled model: committable.
+    python scripts/gallery_pix2pix.py procedural docs/gallery/pix2pix/label2photo.jpg
 """
 import sys
 
@@ -9,17 +12,24 @@ import torch
 from lossnet.data import PairedImages
 from lossnet.io import save_image
 from lossnet.pix2pix import apply, load_generator
+from lossnet.procedural import facade_labels
 
 
-def main(data, l1_model, gan_model, out, indices="0,1,2,3"):
+def test_rows(data, l1_model, gan_model, out, indices="0,1,2,3"):
     ds = PairedImages(data, "BtoA", load_size=None, crop_size=None, flip=False)
     nets = [load_generator(l1_model), load_generator(gan_model)]
     rows = []
     for i in (int(v) for v in indices.split(",")):
         a, b = ds.sample(i)
         rows.append(torch.cat([a] + [apply(n, a[None])[0] for n in nets] + [b], -1))
-    save_image(torch.cat(rows, -2)[None], out, quality=90)
+    print(f"wrote {save_image(torch.cat(rows, -2)[None], out, quality=90)}")
+
+
+def procedural(out, model="facades-label2photo", seeds=(0, 1, 2)):
+    net = load_generator(model)
+    pairs = [torch.cat([lab, apply(net, lab)], -2) for lab in (facade_labels(256, s) for s in seeds)]
+    print(f"wrote {save_image(torch.cat(pairs, -1), out, quality=90)}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    {"test": test_rows, "procedural": procedural}[sys.argv[1]](*sys.argv[2:])

@@ -137,3 +137,23 @@ def test_bad_pairs_are_skipped_with_a_warning(tmp_path, capsys):
     for name in ("lonely.png", "sizes.png", "corrupt.png"):
         assert name in said
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_bundled_label2photo_paints_windows_darker_than_walls():
+    """The shipped model on label maps it never saw (drawn by lossnet.procedural): the output is photo-like
+    (not the labels' blue) and its windows are darker than the wall around them, as in the facade photos."""
+    from lossnet.pix2pix import apply, load_generator
+    from lossnet.procedural import FACADE_CLASSES, facade_labels
+
+    net = load_generator("facades-label2photo")
+    for seed in range(2):
+        labels = facade_labels(256, seed)
+        out = apply(net, labels)[0]
+
+        def where(cls):
+            return (labels[0] * 255 - torch.tensor(FACADE_CLASSES[cls]).view(3, 1, 1)).abs().sum(0) < 3
+
+        luminance = out.mean(0)
+        assert luminance[where("window")].mean() < luminance[where("facade")].mean() - 0.02
+        assert (out[2] - out[0]).mean() < 0.1 < (labels[0, 2] - labels[0, 0]).mean()
+        assert torch.equal(labels, facade_labels(256, seed))  # seeded
