@@ -162,6 +162,9 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
         net = fast.load_transformer(name)
         _, config = read_model(fast.model_path(name), fast.KIND)
         t = config["training"]
+        if t.get("teacher") and not max(t["content_weight"], t["style_weight"], t["tv_weight"]):
+            # pure distillation (no objective of its own): judge it by its teacher's objective
+            t = read_model(fast.model_path(t["teacher"]), fast.KIND)[1]["training"]
         cfg = fast.FastStyleConfig(styles=[str(STYLES / s) for s in config["styles"]], data=[],
                                    **{k: t[k] for k in ("content_layers", "style_layers", "style_layer_weights",
                                                         "content_weight", "style_weight", "tv_weight", "style_size")})

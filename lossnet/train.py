@@ -206,7 +206,7 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
         if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.iters):
             with torch.no_grad():
                 save_image(task.samples(batch, output.detach()), run_dir / "samples" / f"step{step:06d}.png")
-        if step % cfg.checkpoint_every == 0 or step == cfg.iters:
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.iters:  # 0: at the end only
             save_checkpoint(ckpt, step, modules, optimizers, cfg)
             if on_checkpoint:
                 on_checkpoint(step)

@@ -1,6 +1,7 @@
 """Crop picture for the README: bicubic | pixel loss | feature loss | HR, x4 (run from the repository root).
 
     python scripts/gallery_sr.py ../shared/data/sr/Set5/butterfly.png 64,64,128 outputs/butterfly_x4.png  (Set5 terms unknown: keep out of the repo)
+    python scripts/gallery_sr.py skimage:astronaut 60,150,128 docs/gallery/sr/astronaut_x4.png     (scikit-image's public-domain photo)
 """
 import sys
 
@@ -12,9 +13,14 @@ from lossnet.io import load_image, save_image, to_pil
 from lossnet.superres import load_srnet, upscale
 
 
+def skimage_photo(name):
+    from skimage import data
+    return torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255
+
+
 def main(path, box, out, models=("x4-pixel", "x4-feature"), zoom=2):
     y, x, size = (int(v) for v in box.split(","))
-    hr = modcrop(load_image(path), 4)
+    hr = modcrop(skimage_photo(path[8:]) if path.startswith("skimage:") else load_image(path), 4)
     lr = degrade(hr, 4)
     columns = [("bicubic", upscale(None, lr, 4))] + [(m, upscale(load_srnet(m), lr)) for m in models] + [("HR", hr)]
     crops = [torch.nn.functional.interpolate(im[..., y:y + size, x:x + size], scale_factor=zoom, mode="nearest")
@@ -24,7 +30,7 @@ def main(path, box, out, models=("x4-pixel", "x4-feature"), zoom=2):
     for i, (name, _) in enumerate(columns):
         draw.rectangle((i * size * zoom, 0, i * size * zoom + 8 * len(name) + 6, 14), fill=(0, 0, 0))
         draw.text((i * size * zoom + 3, 1), name, fill=(255, 255, 255))
-    save_image(picture, out)
+    print(f"wrote {save_image(picture, out)}")
 
 
 if __name__ == "__main__":

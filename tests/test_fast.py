@@ -112,6 +112,29 @@ def test_multi_style_training_passes_the_condition(photos, tmp_path):
     train(task, tmp_path, task.cfg.train)
 
 
+def test_pure_distillation_needs_no_loss_network_and_approaches_the_teacher(photos, tmp_path):
+    teacher = tmp_path / "teacher.safetensors"
+    net = tiny()
+    with torch.no_grad():
+        net.up[-1].conv.weight.div_(25)  # a change of ~10 % of the range: one a student can learn in 30 steps
+    fast.save_transformer(net, teacher, {"styles": ["s.png"]}, half=False)
+    cfg = fast.FastStyleConfig(styles=["unused.png"], data=[str(photos)], crop=32, batch_size=2,
+                               content_weight=0, style_weight=0, tv_weight=0, teacher=str(teacher),
+                               distill_weight=1.0, train=TrainConfig(iters=60, lr=3e-2, progress=False,
+                                                                     sample_every=0, checkpoint_every=0))
+    torch.manual_seed(1)
+    task = fast.FastStyleTask(cfg, TransformerNet(**TINY), quiet=True)
+    assert not task.perceptual  # the style image is never read: no loss network, ~10x cheaper steps
+    fixed = task.batch(0)
+
+    def gap():
+        with torch.no_grad():
+            return float(task.generator_loss(fixed, task.generator(fixed["input"]))["distill"])
+    before = gap()
+    train(task, tmp_path / "run", cfg.train)
+    assert gap() < 0.9 * before  # a tiny student, 60 noisy steps: the gap to the teacher shrinks
+
+
 def test_model_file_round_trip_in_fp16(tmp_path):
     net = tiny(2)
     path = fast.save_transformer(net, tmp_path / "m.safetensors", {"styles": ["a.jpg", "b.jpg"]})
