@@ -182,17 +182,16 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
             net_values.append(fast.objective_value(cfg, loss_net, image, out, grams)["total"])
         gatys = {n: sum(curves[f.name][n] for f in files) / len(files) for n in checkpoints}
         ff = sum(net_values) / len(net_values)
-        matched = [n for n in checkpoints if gatys[n] <= ff]
         mean_curve = [sum(curves[f.name][i] for f in files) / len(files) for i in range(max(checkpoints) + 1)]
         equal = next((i for i, v in enumerate(mean_curve) if v <= ff), None)
-        table.append((name, ff, gatys, matched[0] if matched else None, equal))
+        photo = sum(curves[f.name][0] for f in files) / len(files)  # Gatys' start: the photo itself
+        table.append((name, ff, photo, gatys, equal))
     print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} held-out "
           f"BSDS500/val photos at {size} px, mean:\n")
     print(f"| model | feed-forward | Gatys 0 it (the photo) | " + " | ".join(f"Gatys {n} it" for n in checkpoints)
           + " | Gatys reaches the network's value at |")
     print("|---|---|---|" + "---|" * len(checkpoints) + "---|")
-    photo = sum(curves[f.name][0] for f in files) / len(files)
-    for name, ff, gatys, n, equal in table:
+    for name, ff, photo, gatys, equal in table:
         print(f"| {name} | {ff:.3f} | {photo:.3f} | " + " | ".join(f"{gatys[k]:.3f}" for k in checkpoints)
               + f" | {'iteration ' + str(equal) if equal is not None else '> ' + str(max(checkpoints)) + ' it'} |")
 
