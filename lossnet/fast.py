@@ -354,7 +354,8 @@ def export_onnx(net: TransformerNet, path: str | os.PathLike, opset: int = 17) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(_OnnxBody(net), args, str(tmp), input_names=names, output_names=["output"],
-                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+                              dynamic_axes=axes, opset_version=opset, dynamo=False,
+                              do_constant_folding=False)  # folding breaks the graph of a fresh (ones/zeros) norm
     return atomic_write(path, write)
 
 
