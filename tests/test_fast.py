@@ -53,6 +53,34 @@ def test_output_size_equals_input_size_for_odd_sizes():
         assert tiny()(torch.rand(2, 3, 17, 23)).shape == (2, 3, 17, 23)
 
 
+@pytest.mark.parametrize("shape", [(1, 5, 7, 9), (2, 3, 4, 4)])
+def test_upsample_conv_equals_upsampling_then_reflection_padded_conv(shape):
+    import torch.nn.functional as F
+    from lossnet.nets.reflectconv import upsample_conv3x3
+    torch.manual_seed(0)
+    x = torch.randn(shape, requires_grad=True)
+    w = torch.randn(6, shape[1], 3, 3, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    plain = F.conv2d(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"), w, b)
+    fast_ = upsample_conv3x3(x, w, b)
+    assert fast_.shape == plain.shape
+    assert torch.allclose(fast_, plain, atol=1e-5)
+    g = torch.randn_like(plain)
+    grads = [torch.autograd.grad((y * g).sum(), (x, w, b)) for y in (plain, fast_)]
+    for a, c in zip(*grads):  # trains the same parameters the same way
+        assert torch.allclose(a, c, atol=1e-4)
+
+
+def test_one_image_takes_the_same_norm_as_a_batch():
+    """A batch of one uses batch norm's kernel for the instance statistics; a batch, the general path."""
+    net, x = tiny(2), torch.rand(2, 3, 20, 28)
+    style = fast.style_weights(net, blend=[0.3, 0.7])
+    with torch.no_grad():
+        together = net(x, style)
+        alone = torch.cat([net(x[i:i + 1], style) for i in range(2)])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
 def test_blending_is_continuous_and_ends_at_the_single_styles():
     net, x = tiny(2), torch.rand(1, 3, 32, 32)
     with torch.no_grad():

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LossnetError
+from .reflectconv import upsample_conv3x3
 
 NORMS = ("instance", "batch", "none")
 SCALES = (2, 4, 8, 16)
@@ -73,6 +74,13 @@ class UpsampleConvLayer(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, factor: int = 2):
         super().__init__(nn.Upsample(scale_factor=factor, mode="nearest"),
                          ConvLayer(in_channels, out_channels, kernel_size))
+        self.collapsed = kernel_size == 3 and factor == 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.collapsed:  # the same result without the upsampled copy, at 4/9 of the multiply-adds
+            conv = self[1][1]
+            return upsample_conv3x3(x, conv.weight, conv.bias)
+        return super().forward(x)
 
 
 def _check_scale(scale) -> int:

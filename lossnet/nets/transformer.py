@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .reflectconv import reflect_conv2d, upsample_conv3x3
+
 ARCHS = {
     # name: (channels of the three down stages, residual blocks)
     "full": ((32, 64, 128), 5),
@@ -49,6 +51,15 @@ class CondInstanceNorm(nn.Module):
         self.record: list | None = None
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
+        if style is None:  # first style (the only one of a single-style network)
+            weight, bias = self.weight[:1], self.bias[:1]
+        else:
+            weight, bias = style @ self.weight, style @ self.bias
+        if self.stats is None and self.record is None and x.shape[0] == 1 and not torch.onnx.is_in_onnx_export():
+            # One image: instance norm is batch norm over a batch of one, whose CPU kernel takes the statistics
+            # and applies them in two passes over x (~1.8x faster than the path below; ONNX has no
+            # training-mode batch norm, so exports take the path below).
+            return F.batch_norm(x, None, None, weight[0], bias[0], True, 0.0, self.eps)
         if self.stats is None:
             # E[x^2] - E[x]^2: two cheap reductions, ~3x faster than torch.var_mean on CPU; conv outputs here
             # have |mean| ~ std, so the cancellation costs nothing visible in fp32.
@@ -58,10 +69,6 @@ class CondInstanceNorm(nn.Module):
                 self.record.append((mean.detach(), var.detach()))
         else:
             mean, var = self.stats
-        if style is None:  # first style (the only one of a single-style network)
-            weight, bias = self.weight[:1], self.bias[:1]
-        else:
-            weight, bias = style @ self.weight, style @ self.bias
         # Normalise and apply the affine in one pass over x: x * scale + shift, folded per channel.
         scale = weight[:, :, None, None] * torch.rsqrt(var + self.eps)
         return torch.addcmul(bias[:, :, None, None] - mean * scale, x, scale)
@@ -84,18 +91,24 @@ class ConvLayer(nn.Module):
         self.norm = norm
         self.relu = relu
 
+    def convolve(self, x):
+        if self.conv.stride == (1, 1):
+            return reflect_conv2d(x, self.conv.weight, self.conv.bias)
+        return self.conv(self.pad(x))
+
     def forward(self, x, style=None):
-        x = self.conv(self.pad(x))
+        x = self.convolve(x)
         if self.norm is not None:
             x = self.norm(x, style)
         return F.relu(x, inplace=True) if self.relu else x  # x is this layer's own tensor
 
 
 class UpsampleConvLayer(ConvLayer):
-    """Nearest-neighbour x2, then a conv: no checkerboard, unlike a transposed conv."""
+    """Nearest-neighbour x2, then a 3x3 conv: no checkerboard, unlike a transposed conv (computed at the input's
+    resolution with four 2x2 kernels, see nets/reflectconv.py)."""
 
-    def forward(self, x, style=None):
-        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"), style)
+    def convolve(self, x):
+        return upsample_conv3x3(x, self.conv.weight, self.conv.bias)
 
 
 class ResidualBlock(nn.Module):
