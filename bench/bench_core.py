@@ -40,15 +40,10 @@ VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512
 
 def images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-image's astronaut (content) and lossnet's procedural 'swirls' (style), size x size."""
-    from skimage import data
-
-    from lossnet.io import resize_longest
+    from lossnet.io import bundled_photo
     from lossnet.procedural import make_style
 
-    # contiguous, as `load_image` returns it: at 512 (its own size) no resize would make a copy, and
-    # optimize_pixels' L-BFGS cannot flatten the gradient of a permuted view
-    astronaut = torch.from_numpy(data.astronaut().astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
-    return resize_longest(astronaut, size), make_style("swirls", size).contiguous()
+    return bundled_photo("astronaut", size), make_style("swirls", size).contiguous()
 
 
 # --- the project's loop -------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -156,7 +155,6 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
     Same loss network, layers and weights as training (read from the model file); Gatys starts from the
     content. Photos: the first `photos` of BSDS500/val (never used for training)."""
     from lossnet.io import list_images, load_image
-    from lossnet.optimize import LoopConfig, optimize_pixels
     from lossnet.weights import read_model
 
     torch.set_num_threads(THREADS)
@@ -194,7 +192,7 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
         table.append((name, ff, photo, gatys, equal))
     print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} held-out "
           f"BSDS500/val photos at {size} px, mean:\n")
-    print(f"| model | feed-forward | Gatys 0 it (the photo) | " + " | ".join(f"Gatys {n} it" for n in checkpoints)
+    print("| model | feed-forward | Gatys 0 it (the photo) | " + " | ".join(f"Gatys {n} it" for n in checkpoints)
           + " | Gatys reaches the network's value at |")
     print("|---|---|---|" + "---|" * len(checkpoints) + "---|")
     for name, ff, photo, gatys, equal in table:
@@ -224,23 +222,15 @@ def gatys_curves(cfg, loss_net, grams, files, images, iters: int, cache: Path, s
     return curves
 
 
-def _prev(checkpoints, n):
-    i = list(checkpoints).index(n)
-    return 0 if i == 0 else checkpoints[i - 1]
-
-
 # ----------------------------------------------------------------------------- gallery
 def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
     """Each bundled model on scikit-image's astronaut, chelsea and coffee (public domain / CC0), plus a blend
     strip of every multi-style model; JPEGs small enough to commit."""
-    import numpy as np
-    from skimage import data
-    from lossnet.io import resize_longest, save_image
+    from lossnet.io import bundled_photo, resize_longest, save_image
 
     torch.set_num_threads(THREADS)
     out.mkdir(parents=True, exist_ok=True)
-    photos = {n: resize_longest(torch.from_numpy(getattr(data, n)()[..., :3].astype(np.float32) / 255)
-                                .permute(2, 0, 1)[None], size) for n in ("astronaut", "chelsea", "coffee")}
+    photos = {n: bundled_photo(n, size) for n in ("astronaut", "chelsea", "coffee")}
     lines = ["| model | " + " | ".join(photos) + " |", "|---|" + "---|" * len(photos)]
     lines.append("| (photo) | " + " | ".join(f"![{n}]({n}.jpg)" for n in photos) + " |")
     for n, p in photos.items():

@@ -15,7 +15,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HEADING = "Visualisation (lossnet.viz)"
@@ -32,13 +31,12 @@ def timed(fn, repeats: int = 1) -> float:
 
 
 def measure(repeats: int, class_steps: int) -> list[tuple[str, float]]:
-    from skimage import data
-
     from lossnet.classifier import load_classifier
+    from lossnet.io import bundled_photo
     from lossnet.viz import ClassModelConfig, class_model, guided_backprop, occlusion, saliency
 
     model = load_classifier(quiet=True)
-    x = model.prepare(torch.from_numpy(data.chelsea().astype(np.float32) / 255).permute(2, 0, 1)[None], 224)
+    x = model.prepare(bundled_photo("chelsea"), 224)
     saliency(model, x, "tabby")  # warm-up: first calls allocate
     return [
         ("saliency, 1 image 224x224", timed(lambda: saliency(model, x, "tabby"), repeats)),

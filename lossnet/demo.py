@@ -8,19 +8,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .io import resize_longest, save_image
+from .io import bundled_photo, save_image
 from .optimize import LoopConfig
 from .procedural import make_style
 from .style import StyleConfig, stylize
-
-
-def content_photo(size: int) -> torch.Tensor:
-    from skimage import data
-    array = data.astronaut().astype(np.float32) / 255.0
-    return resize_longest(torch.from_numpy(array).permute(2, 0, 1)[None], size)
 
 
 def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
@@ -33,7 +26,7 @@ def run_demo(out: Path, quick: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     sizes, iters = ([64], [10]) if quick else ([128, 256], [120, 80])
     start = time.time()
-    content = content_photo(max(sizes))
+    content = bundled_photo("astronaut", max(sizes))
     written = [save_image(content, out / "content.png")]
     row = [content]
     for name in ["swirls", "mosaic"]:

@@ -107,6 +107,16 @@ def resize_longest(image: torch.Tensor, size: int) -> torch.Tensor:
     return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
+def bundled_photo(name: str = "astronaut", size: int | None = None) -> torch.Tensor:
+    """One of scikit-image's bundled photos (astronaut, chelsea, coffee, ...) as (1, 3, H, W) in [0, 1],
+    its longest side resized to `size`: images that ship with a registry package, for demos, galleries and
+    benchmarks that must run without ../shared."""
+    from skimage import data
+    array = np.asarray(getattr(data, name)(), dtype=np.float32)[..., :3] / 255.0
+    image = torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()  # contiguous: L-BFGS flattens it
+    return image if size is None else resize_longest(image, size).contiguous()
+
+
 def resize(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Antialiased bicubic resize; 'area' when shrinking a lot would alias otherwise."""
     if tuple(image.shape[-2:]) == tuple(hw):

@@ -9,18 +9,13 @@ import torch
 from PIL import ImageDraw
 
 from lossnet.data import degrade, modcrop
-from lossnet.io import load_image, save_image, to_pil
+from lossnet.io import bundled_photo, load_image, save_image, to_pil
 from lossnet.superres import load_srnet, upscale
-
-
-def skimage_photo(name):
-    from skimage import data
-    return torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255
 
 
 def main(path, box, out, models=("x4-pixel", "x4-feature"), zoom=2):
     y, x, size = (int(v) for v in box.split(","))
-    hr = modcrop(skimage_photo(path[8:]) if path.startswith("skimage:") else load_image(path), 4)
+    hr = modcrop(bundled_photo(path[8:]) if path.startswith("skimage:") else load_image(path), 4)
     lr = degrade(hr, 4)
     columns = [("bicubic", upscale(None, lr, 4))] + [(m, upscale(load_srnet(m), lr)) for m in models] + [("HR", hr)]
     crops = [torch.nn.functional.interpolate(im[..., y:y + size, x:x + size], scale_factor=zoom, mode="nearest")

@@ -7,12 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from skimage import data
 
 from lossnet.demo import side_by_side
-from lossnet.io import load_image, resize_longest, save_image
+from lossnet.io import bundled_photo, load_image, save_image
 from lossnet.optimize import LoopConfig
 from lossnet.style import StyleConfig, stylize
 
@@ -23,7 +21,7 @@ SIZE = 192
 
 
 def photo(name):
-    return resize_longest(torch.from_numpy(getattr(data, name)().astype(np.float32) / 255).permute(2, 0, 1)[None], SIZE)
+    return bundled_photo(name, SIZE)
 
 
 def main():

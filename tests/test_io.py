@@ -258,3 +258,12 @@ def test_over_40_megapixels(tmp_path):
     t = load_image(tmp_path / "big.jpg", size=64)
     assert t.shape == (1, 3, 41, 64)
     assert torch.allclose(t[0, :, 20, 32], torch.tensor([10, 200, 30]) / 255.0, atol=0.03)
+
+
+def test_bundled_photo_is_an_rgb_batch_of_one_in_unit_range():
+    from lossnet.io import bundled_photo
+    full = bundled_photo("chelsea")
+    assert full.shape == (1, 3, 300, 451) and full.is_contiguous()
+    assert 0 <= float(full.min()) < 0.1 and 0.9 < float(full.max()) <= 1
+    small = bundled_photo("chelsea", 90)
+    assert small.shape == (1, 3, 60, 90)
