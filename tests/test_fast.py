@@ -71,6 +71,16 @@ def test_upsample_conv_equals_upsampling_then_reflection_padded_conv(shape):
         assert torch.allclose(a, c, atol=1e-4)
 
 
+@pytest.mark.parametrize("k, shape", [(3, (1, 4, 9, 11)), (9, (2, 3, 12, 10)), (9, (1, 3, 8, 20))])
+def test_reflect_conv_equals_reflection_padding_then_conv(k, shape):
+    import torch.nn.functional as F
+    from lossnet.nets.reflectconv import reflect_conv2d
+    torch.manual_seed(0)
+    x, w, b = torch.randn(shape), torch.randn(5, shape[1], k, k), torch.randn(5)
+    plain = F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect"), w, b)
+    assert torch.allclose(reflect_conv2d(x, w, b), plain, atol=1e-4)  # (1, 3, 8, 20): too small, the plain path
+
+
 def test_one_image_takes_the_same_norm_as_a_batch():
     """A batch of one uses batch norm's kernel for the instance statistics; a batch, the general path."""
     net, x = tiny(2), torch.rand(2, 3, 20, 28)

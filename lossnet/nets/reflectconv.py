@@ -1,19 +1,19 @@
 """Reflection-padded convolutions without the padded copy, and without the upsampled copy of a
-resize-convolution. Each copy is a full pass over the activations, as slow as the copy it is: at 1024x1024 the
-style network spends ~10 % of its time padding. Both functions equal the plain computation (tests/test_fast.py)
-and use the plain conv's parameters, so state dicts do not change.
+resize-convolution. Each copy is a full pass over the activations, and at 1024x1024 the style network spent
+~10 % of its time padding. Both functions equal the plain computation to float rounding (tests/test_fast.py)
+and use the plain conv's parameters, so state dicts do not change. ONNX exports get the plain graph.
 
 `reflect_conv2d`: a stride-1 conv with zero padding (done inside the conv kernel, no copy), after which only
 the border rows and columns differ from reflection padding; they are recomputed from thin reflection-padded
 strips of the input.
 
 `upsample_conv3x3`: nearest-neighbour x2 upsampling followed by a reflection-padded 3x3 conv (the
-resize-convolution of the style and super-resolution networks). After a nearest x2 upsampling, output pixel (2i + a, 2j + b) sees input rows {i - 1, i} (a = 0) or {i, i + 1}
-(a = 1), and the same for columns: three kernel taps fall on two input pixels. So the 3x3 kernel collapses
-into four 2x2 kernels, one per output phase (a, b), applied to the input at its own resolution: 4/9 of the
-multiply-adds, and neither the upsampled copy nor its padding is made. Reflection padding of the upsampled
-image by one pixel equals replicate padding of the input (both repeat the border row). The result equals the
-plain computation to float rounding (tests/test_fast.py); the parameters are the plain 3x3 conv's.
+resize-convolution of the style and super-resolution networks). After the upsampling, output pixel
+(2i + a, 2j + b) sees input rows {i - 1, i} (a = 0) or {i, i + 1} (a = 1), and the same for columns: three
+kernel taps fall on two input pixels. So the 3x3 kernel collapses into four 2x2 kernels, one per output phase
+(a, b), applied to the input at its own resolution: 4/9 of the multiply-adds, and neither the upsampled copy
+nor its padding is made. Reflection padding of the upsampled image by one pixel equals replicate padding of
+the input (both repeat the border row).
 """
 from __future__ import annotations
 
@@ -48,15 +48,15 @@ def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
 
 def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """conv2d(reflection_pad(nearest_upsample_x2(x), 1), weight, bias) for a 3x3 `weight`."""
+    if torch.onnx.is_in_onnx_export():  # ONNX shape inference would lose the channel count of the interleave
+        return F.conv2d(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"),
+                        weight, bias)
     n, _, h, w = x.shape
     c = weight.shape[0]
     y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), phase_kernels(weight),
                  None if bias is None else bias.repeat(4))  # (n, 4c, h + 1, w + 1)
     # phase (a, b) is block k of y, shifted by (a, b): its window starts a row / column later
     phases = [y[:, k * c:(k + 1) * c, a:a + h, b:b + w] for k, (a, b) in enumerate(PHASES)]
-    if torch.onnx.is_in_onnx_export():  # graph-friendly interleave (no strided writes)
-        out = torch.stack(phases, 2).view(n, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
-        return out.reshape(n, c, 2 * h, 2 * w)
     # eager: four strided copies into one output, ~1.5x faster than stack + reshape (two full copies)
     layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     out = torch.empty((n, c, 2 * h, 2 * w), dtype=y.dtype, device=y.device, memory_format=layout)
