@@ -9,6 +9,7 @@ import sys
 import time
 
 from .errors import LossnetError
+from .precision import add_precision_arg
 
 
 class Parser(argparse.ArgumentParser):
@@ -68,8 +69,21 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--network", default="vgg16", choices=["vgg16", "vgg19"], help="loss network (default vgg16)")
     g.add_argument("--weights", help="weights file in torchvision layout (.pth or .safetensors)")
     g.add_argument("--pooling", default="max", choices=["max", "avg"])
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto")
+    add_device_args(g)
     g.add_argument("--seed", type=int, default=0)
+
+
+def add_device_args(p) -> None:
+    """--device and --precision, for every command that runs a network."""
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto (default cpu)")
+    add_precision_arg(p)
+
+
+def resolve_run(args):
+    """(device, Precision) from --device / --precision (an error, exit 2, for bf16 where it is not supported)."""
+    from .precision import resolve
+    device = resolve_device(args.device)
+    return device, resolve(args.precision, device)
 
 
 def add_loop_args(p: argparse.ArgumentParser, iters: int, sizes: str) -> None:
@@ -116,7 +130,13 @@ def build_parser() -> Parser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)  # one line, not Python's file:line + source echo
+
+
 def main(argv=None) -> int:
+    import warnings
+    warnings.showwarning = _warning_line
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -99,14 +99,18 @@ class RandomCrops:
     """Square crops of every photo under `folder`: (3, crop_size, crop_size) in [0, 1].
 
     Photos smaller than the crop are resized up first. `multiple_of` (the SR scale) checks that the crop
-    degrades to a whole LR image. Style training uses 256 crops, super-resolution 288-pixel HR patches.
+    degrades to a whole LR image. With `zoom`, the crop's side is drawn between `crop_size` and the photo's
+    shorter side and the crop is resized to `crop_size` (the whole photo can be seen, at several scales: style
+    training); without it crops keep the photo's own scale (super-resolution, whose degradation model needs it).
+    `flip` mirrors half of them. Without a generator (evaluation) the crop is the centred one, never flipped.
     """
 
-    def __init__(self, folder: str | os.PathLike, crop_size: int = 256, multiple_of: int = 1):
+    def __init__(self, folder: str | os.PathLike, crop_size: int = 256, multiple_of: int = 1,
+                 zoom: bool = False, flip: bool = False):
         if crop_size < 1 or crop_size % multiple_of:
             raise LossnetError(f"crop size {crop_size} must be a positive multiple of {multiple_of} "
                                f"(the super-resolution scale), e.g. {max(1, crop_size // multiple_of) * multiple_of}")
-        self.folder, self.crop_size = Path(folder), crop_size
+        self.folder, self.crop_size, self.zoom, self.flip = Path(folder), crop_size, zoom, flip
         self.files = find_images(folder)
         self.read = _Reader()
 
@@ -117,7 +121,16 @@ class RandomCrops:
         image = self.read(self.files[index])
         if image is None:
             return None
-        return _crop(_cover(image, self.crop_size), self.crop_size, generator)[0]
+        image = _cover(image, self.crop_size)
+        side = self.crop_size
+        if self.zoom:
+            shortest = min(image.shape[-2:])
+            side = shortest if generator is None else \
+                self.crop_size + int(torch.randint(shortest - self.crop_size + 1, (), generator=generator))
+        crop = resize(_crop(image, side, generator), (self.crop_size, self.crop_size))[0]
+        if self.flip and generator is not None and torch.rand((), generator=generator) < 0.5:
+            crop = crop.flip(-1)
+        return crop
 
 
 # --- super-resolution degradation (Johnson et al. sec. 4.2: Gaussian blur sigma 1.0, bicubic downsampling)

@@ -24,12 +24,14 @@ import torch.nn.functional as F
 
 from . import objectives as O
 from .color import keep_colors
+from .data import Concat, RandomCrops, StepBatches
 from .errors import LossnetError
 from .features import LossNetwork, load_matching
 from .io import load_image, resize_longest
 from .nets.transformer import ARCHS, CondInstanceNorm, TransformerNet
 from .style import blended_grams, check_weights
-from .train import TrainConfig, train
+from .precision import announce, resolve as resolve_precision
+from .train import TrainConfig, seeded, train
 
 MODELS_DIR = Path(__file__).parent / "models"
 KIND = "transformer"
@@ -56,37 +58,16 @@ class FastStyleConfig:
     distill_weight: float = 0.0
     network: str = "vgg16"
     weights: str | None = None
+    init_from: str | None = None  # a trained model to start from (a warm start; the optimiser starts afresh)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # ----------------------------------------------------------------------------- data
-def find_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files under all the folders (each as `data.find_images` finds them), sorted, so a seed fixes the
-    data order."""
-    from .data import find_images as images_under
-    return sorted(set(f for folder in folders for f in images_under(folder)))
-
-
-def random_crops(files: Sequence[Path], count: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` square crops (random position, scale and flip) resized to `size`: (count, 3, size, size)."""
-    from PIL import Image
-    import numpy as np
-
-    out = []
-    for _ in range(count):
-        path = files[int(torch.randint(len(files), (1,), generator=generator))]
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            side = min(w, h)
-            lo = min(size, side)
-            c = lo + int(torch.randint(side - lo + 1, (1,), generator=generator))
-            x = int(torch.randint(w - c + 1, (1,), generator=generator))
-            y = int(torch.randint(h - c + 1, (1,), generator=generator))
-            crop = im.crop((x, y, x + c, y + c)).resize((size, size), Image.BICUBIC)
-        t = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        out.append(t.flip(-1) if torch.rand(1, generator=generator) < 0.5 else t)
-    return torch.stack(out)
+def training_crops(folders: Sequence[str | os.PathLike], size: int) -> Concat:
+    """Square photo crops for style training (`data.RandomCrops` with zoom and flips) from every folder."""
+    if not folders:
+        raise LossnetError("no training folder given (--data DIR)")
+    return Concat([RandomCrops(f, size, zoom=True, flip=True) for f in folders])
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -138,8 +119,15 @@ class FastStyleTask:
         if cfg.arch not in ARCHS:
             raise LossnetError(f"unknown --arch {cfg.arch!r}: choose {', '.join(ARCHS)}")
         self.cfg = cfg
-        self.files = find_images(cfg.data)
-        self.generator = generator or TransformerNet(len(cfg.styles), cfg.norm, cfg.arch)
+        self.batches = StepBatches(training_crops(cfg.data, cfg.crop), cfg.batch_size, cfg.train.seed)
+        if generator is None and cfg.init_from:
+            generator = load_transformer(cfg.init_from).train()
+            if generator.n_styles != len(cfg.styles):
+                raise LossnetError(f"--init-from {cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}")
+        elif generator is None:
+            with seeded(cfg.train.seed):
+                generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch)
+        self.generator = generator
         # Pure distillation (all objective weights 0, a teacher) needs no loss network: ~10x cheaper steps.
         self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight) > 0
         if self.perceptual:
@@ -158,24 +146,25 @@ class FastStyleTask:
         return step % len(self.cfg.styles)
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step)
-        images = random_crops(self.files, self.cfg.batch_size, self.cfg.crop, g)
-        batch = {"input": images}
+        batch = {"input": self.batches(step)}
         if self.generator.n_styles > 1:
             batch["condition"] = F.one_hot(torch.tensor(self.style_of(step)), self.generator.n_styles).float()
         return batch
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.generator(batch["input"], batch.get("condition"))
 
     def generator_loss(self, batch: dict, output: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {}
         if self.perceptual:
             with torch.no_grad():
-                target = self.net(batch["input"])
+                target = self.net(batch["input"], self.cfg.content_layers)  # only as deep as the content taps
             k = int(batch["condition"].argmax()) if "condition" in batch else 0
             losses = objective(self.cfg, target, self.grams[k]).parts(self.net(output), output)
         if self.teacher is not None:
             with torch.no_grad():
                 want = self.teacher(batch["input"], batch.get("condition"))
-            losses["distill"] = self.cfg.distill_weight * (output - want).pow(2).mean()
+            losses["distill"] = self.cfg.distill_weight * (output.float() - want.float()).pow(2).mean()
         return losses
 
     def discriminator_loss(self, batch, output):  # no discriminator: a fixed loss network
@@ -194,7 +183,8 @@ def model_config(cfg: FastStyleConfig, net: TransformerNet) -> dict:
 
 def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | os.PathLike,
                 resume: bool = False, half: bool = True) -> Path:
-    """Train, then write the model (fp16 tensors by default: half the size, cast back to fp32 on load)."""
+    """Train, writing the model at every checkpoint and at the end (fp16 tensors by default: half the size, cast
+    back to fp32 on load), so a long run always has a usable model file with the step it reached."""
     output = Path(output)
     if output.suffix != ".safetensors":
         raise LossnetError(f"{output}: models are written as .safetensors")
@@ -202,8 +192,12 @@ def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | 
         raise LossnetError(f"output folder does not exist: {output.parent}")
     task = FastStyleTask(cfg)
     cfg.train.meta = model_config(cfg, task.generator)
-    train(task, run_dir, cfg.train, resume=resume)
-    return save_transformer(task.generator, output, cfg.train.meta, half)
+
+    def write(step: int) -> Path:
+        meta = {**cfg.train.meta, "training": {**cfg.train.meta["training"], "steps": step}}
+        return save_transformer(task.generator, output, meta, half)
+    rows = train(task, run_dir, cfg.train, resume=resume, on_checkpoint=write)
+    return write(rows[-1]["step"] if rows else cfg.train.iters)
 
 
 def save_transformer(net: TransformerNet, path: str | os.PathLike, config: dict, half: bool = True) -> Path:
@@ -278,23 +272,30 @@ def _global_stats(net: TransformerNet, image: torch.Tensor, style, stats_pixels:
 
 @torch.no_grad()
 def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768, overlap: int = 64,
-          stats_pixels: int = 2_000_000, preserve_colors: bool = False) -> torch.Tensor:
+          stats_pixels: int = 2_000_000, preserve_colors: bool = False, precision="auto") -> torch.Tensor:
     """Stylise (N, 3, H, W) in [0, 1]. Images over tile x tile pixels go through in overlapping tiles,
-    feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded memory)."""
+    feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded memory).
+    `precision`: a `lossnet.precision` name or Precision (auto: bf16 where the hardware is fast at it)."""
     device = next(net.parameters()).device
+    run = announce(resolve_precision(precision, device))
     h, w = image.shape[-2:]
     if style is not None:
         style = torch.as_tensor(style).to(device, torch.float32)
+
+    def forward(x, s):
+        with run.autocast():
+            return net(x.to(device), s).float().cpu()
     if tile <= 0 or h * w <= tile * tile:
-        out = net(image.to(device), style).cpu()
+        out = forward(image, style)
     else:  # tiles (lossnet.tiling), all normalised with the whole image's statistics
         from .tiling import tiled
         pieces, norms = [], _norms(net)
         for i in range(image.shape[0]):
             s_i = style[i:i + 1] if style is not None and style.dim() == 2 else style
-            _global_stats(net, image[i:i + 1].to(device), s_i, stats_pixels)
+            with run.autocast():
+                _global_stats(net, image[i:i + 1].to(device), s_i, stats_pixels)
             try:
-                pieces.append(tiled(lambda x: net(x.to(device), s_i).cpu(), image[i:i + 1], tile, overlap))
+                pieces.append(tiled(lambda x: forward(x, s_i), image[i:i + 1], tile, overlap))
             finally:
                 for m in norms:
                     m.stats = None

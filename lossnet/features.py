@@ -61,6 +61,7 @@ class LossNetwork(nn.Module):
         load_matching(self, {k: v for k, v in weights.state_dict.items() if k.startswith("features.")},
                       f"{self.arch} up to {names[depth - 1]}")
         self.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)
         self.eval()
         self.weights_description = weights.description
         # Without ceil_mode a 1-pixel map pools to nothing: each pooling layer doubles the smallest input.
@@ -70,17 +71,26 @@ class LossNetwork(nn.Module):
         if not quiet:
             notice(f"loss network weights: {weights.description}")
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, layers=None) -> dict[str, torch.Tensor]:
+        """{tap: activation} for `layers` (default: every tap); the pass stops at the deepest one asked for,
+        so a content target at relu2_2 costs only the first four convs."""
         if min(image.shape[-2:]) < self.min_side:
             h, w = image.shape[-2:]
             raise LossnetError(f"a {w}x{h} image is too small for {self.arch} up to {self.deepest}: "
                                f"it needs at least {self.min_side} pixels per side")
-        out, wanted = {}, {i: name for name, i in self.index.items()}
-        x = self.preprocess(image)
+        try:
+            wanted = {self.index[name]: name for name in (layers or self.layers)}
+        except KeyError as e:
+            raise LossnetError(f"layer {e.args[0]} is not a tap of this loss network ({', '.join(self.layers)})") from None
+        last, out = max(wanted), {}
+        # channels-last: oneDNN's native layout, in fp32 and bf16 alike (the weights are stored that way too)
+        x = self.preprocess(image).contiguous(memory_format=torch.channels_last)
         for i, layer in enumerate(self.features):
             x = layer(x)
             if i in wanted:
                 out[wanted[i]] = x
+            if i == last:
+                break
         return out
 
     def train(self, mode: bool = True):  # a loss network never leaves eval mode

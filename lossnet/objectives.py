@@ -56,15 +56,42 @@ class Objective:
         return sum(self.parts(feats, image).values())
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+class _Gram(torch.autograd.Function):
+    """G = X^T X / k for X (N, M, C), in fp32 whatever X's format; backward dX = X (dG + dG^T) / k: one
+    product where autograd's own would take two and a sum. X is saved as it is (bf16 stays bf16)."""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.save_for_backward(x)
+        ctx.k = k
+        xf = _at_least_fp32(x)
+        return xf.mT @ xf / k
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return (_at_least_fp32(x) @ ((grad + grad.mT) / ctx.k)).to(x.dtype), None
+
+
 def gram_matrix(f: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, C) channel correlations, divided by C*H*W (Gatys; Johnson eq. 3)."""
+    """(N, C, H, W) -> (N, C, C) channel correlations, divided by C*H*W (Gatys; Johnson eq. 3).
+
+    Always fp32, also under bf16 autocast: a bf16 Gram keeps ~3 digits, too few for a loss that compares
+    Grams. A channels-last `f` (the networks' layout) is read as (N, HW, C) without a copy."""
     n, c, h, w = f.shape
-    flat = f.reshape(n, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)
+    flat = f.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view when f is channels-last
+    with torch.autocast(f.device.type, enabled=False):
+        return _Gram.apply(flat, c * h * w)
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean((x - target)^2) / mean(target^2): 1.0 means 'as far as predicting zeros'."""
+    """mean((x - target)^2) / mean(target^2): 1.0 means 'as far as predicting zeros'. In fp32 whatever the
+    inputs' format (bf16 features under autocast)."""
+    x, target = _at_least_fp32(x), _at_least_fp32(target)
     return (x - target).pow(2).mean() / (target.pow(2).mean() + EPS)
 
 

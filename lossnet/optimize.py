@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .errors import LossnetError
 from .io import resize, save_image
 from .objectives import Objective
+from .precision import announce, resolve as resolve_precision
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -36,6 +37,7 @@ class LoopConfig:
     snapshot_path: str | None = None  # e.g. out.png -> out_iter0100.png
     progress: bool = True
     desc: str = "optimise"
+    precision: object = "auto"  # lossnet.precision name or Precision: the network's format; pixels stay fp32
     history: list = field(default_factory=list)  # filled with {"iter", "loss", term...} rows
 
 
@@ -99,13 +101,15 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
         raise LossnetError(f"unknown optimizer {cfg.optimizer!r}: choose lbfgs, adam or normalized")
 
     last: dict[str, torch.Tensor] = {}
+    run = resolve_precision(cfg.precision, x.device)
 
     def closure():
         opt.zero_grad(set_to_none=True)
         seen = x
         for t in cfg.transforms:
             seen = t(seen)
-        parts = objective.parts(net(seen), seen)
+        with run.autocast():  # the objective's terms are fp32 (objectives.py); the backward runs outside
+            parts = objective.parts(net(seen), seen)
         _check_finite(parts, len(cfg.history))
         loss = sum(parts.values())
         loss.backward()
@@ -113,6 +117,8 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
         last.update({k: v.detach() for k, v in parts.items()}, loss=loss.detach())
         return loss
 
+    if cfg.progress:
+        announce(run)
     bar = tqdm(range(1, cfg.iters + 1), desc=cfg.desc, disable=not cfg.progress, file=sys.stderr,
                dynamic_ncols=True, leave=False)
     for it in bar:
@@ -142,8 +148,11 @@ def coarse_to_fine(sizes: Sequence[tuple[int, int]], build: Callable[[tuple[int,
     work happens at the small sizes, where it is cheap; the large ones only add detail.
     """
     image = None
+    params = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+    run = resolve_precision(cfg.precision, params.device if params is not None else "cpu")
     for stage, hw in enumerate(sizes):
-        objective, init = build(hw)
+        with run.autocast():  # targets in the loop's own format: the start image's content loss is then exactly 0
+            objective, init = build(hw)
         if image is not None:
             init = resize(image, hw)
         stage_cfg = LoopConfig(**{**cfg.__dict__, "iters": iters[stage] if iters else cfg.iters, "history": [],

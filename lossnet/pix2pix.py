@@ -28,6 +28,7 @@ from .features import load_matching
 from .nets.patchgan import define_discriminator
 from .nets.unet import define_generator
 from .data import StepBatches
+from .precision import announce, resolve as resolve_precision
 from .train import TrainConfig, train
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -72,6 +73,7 @@ def build_generator(config: dict, seed: int = 0) -> torch.nn.Module:
 
 def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
     """Vanilla GAN: BCE on logits; LSGAN: MSE to 1 (real) or 0 (fake)."""
+    logits = logits.float()  # the loss in fp32 under bf16 autocast
     target = torch.full_like(logits, 1.0 if real else 0.0)
     if mode == "lsgan":
         return F.mse_loss(logits, target)
@@ -194,9 +196,10 @@ def _multiple(net: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def apply(net: torch.nn.Module, image: torch.Tensor, seed: int | None = 0) -> torch.Tensor:
+def apply(net: torch.nn.Module, image: torch.Tensor, seed: int | None = 0, precision="auto") -> torch.Tensor:
     """(N, 3, H, W) in [0, 1], any size -> same size in [0, 1]: padded (reflect, or replicate where the image
-    is smaller than the pad) up to the U-Net's multiple, translated, cropped back. `seed` fixes the dropout."""
+    is smaller than the pad) up to the U-Net's multiple, translated, cropped back. `seed` fixes the dropout;
+    `precision` as in `lossnet.precision`."""
     if seed is not None:
         torch.manual_seed(seed)
     h, w = image.shape[-2:]
@@ -207,7 +210,8 @@ def apply(net: torch.nn.Module, image: torch.Tensor, seed: int | None = 0) -> to
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
     device = next(net.parameters()).device
-    y = net(x.to(device)).cpu()
+    with announce(resolve_precision(precision, device)).autocast():
+        y = net(x.to(device)).float().cpu()
     y = y[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
     return ((y + 1) / 2).clamp(0, 1)
 
@@ -220,7 +224,7 @@ def l1_psnr(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
 
 
 def test(net: torch.nn.Module, data: str | os.PathLike, out_dir: str | os.PathLike, direction: str | None = None,
-         limit: int | None = None, names: list[str] | None = None) -> dict:
+         limit: int | None = None, names: list[str] | None = None, precision="auto") -> dict:
     """Translate every pair in `data`, write out_dir/images/*, out_dir/metrics.csv and out_dir/index.html
     (rows input | output | target with per-image L1 / PSNR; means for the model and for returning the input)."""
     from .io import save_image
@@ -241,7 +245,7 @@ def test(net: torch.nn.Module, data: str | os.PathLike, out_dir: str | os.PathLi
         if item is None:
             continue
         a, b = item[0][None], item[1][None]
-        y = apply(net, a)
+        y = apply(net, a, precision=precision)
         name = Path(dataset.pairs[i][0]).stem
         for tag, im in (("input", a), ("output", y), ("target", b)):
             save_image(im, out_dir / "images" / f"{name}_{tag}.png")

@@ -28,7 +28,8 @@ from .features import LossNetwork, load_matching
 from .io import IMAGE_SUFFIXES, load_image
 from .nets.srnet import SRNet
 from .tiling import tiled
-from .train import TrainConfig, train
+from .precision import announce, resolve as resolve_precision
+from .train import TrainConfig, seeded, train
 
 MODELS_DIR = Path(__file__).parent / "models"
 KIND = "srnet"
@@ -86,7 +87,10 @@ class SRTask:
         if cfg.loss not in LOSSES:
             raise LossnetError(f"unknown --loss {cfg.loss!r}{suggest(cfg.loss, LOSSES)}: choose feature or pixel")
         self.cfg = cfg
-        self.generator = generator or SRNet(cfg.scale, cfg.channels, cfg.blocks, cfg.norm, cfg.residual)
+        if generator is None:
+            with seeded(cfg.train.seed):
+                generator = SRNet(cfg.scale, cfg.channels, cfg.blocks, cfg.norm, cfg.residual)
+        self.generator = generator
         if cfg.crop // cfg.scale < 5:
             raise LossnetError(f"--crop {cfg.crop} gives {cfg.crop // cfg.scale}-pixel LR patches at x{cfg.scale}: "
                                f"the network needs at least 5 (crop >= {5 * cfg.scale})")
@@ -106,7 +110,7 @@ class SRTask:
                 target = self.net(hr)[cfg.content_layer]
             losses = (cfg.content_weight * O.content(cfg.content_layer, target)).parts(self.net(output), output)
         else:
-            losses = {"pixel": cfg.pixel_weight * F.mse_loss(output, hr)}
+            losses = {"pixel": cfg.pixel_weight * F.mse_loss(output.float(), hr)}
         if cfg.tv_weight:
             losses.update((cfg.tv_weight * O.tv()).parts({}, output))
         return losses
@@ -192,15 +196,21 @@ def bicubic(image: torch.Tensor, scale: int) -> torch.Tensor:
 
 @torch.no_grad()
 def upscale(net: SRNet | None, image: torch.Tensor, scale: int | None = None, tile: int = 256,
-            overlap: int = 16) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> exactly (N, 3, scale*H, scale*W); `net=None` is bicubic."""
+            overlap: int = 16, precision="auto") -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> exactly (N, 3, scale*H, scale*W); `net=None` is bicubic. `precision` as in
+    `lossnet.precision` (auto: bf16 where the hardware is fast at it)."""
     h, w = image.shape[-2:]
     if net is None:
         return bicubic(image, scale or 4)
     if min(h, w) < 5:
         raise LossnetError(f"input is {w}x{h}: the SR network needs at least 5 pixels per side")
     device = next(net.parameters()).device
-    return tiled(lambda x: net(x.to(device)).cpu(), image, tile, overlap, net.upscale).clamp(0, 1)
+    run = announce(resolve_precision(precision, device))
+
+    def forward(x):
+        with run.autocast():
+            return net(x.to(device)).float().cpu()
+    return tiled(forward, image, tile, overlap, net.upscale).clamp(0, 1)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -223,7 +233,7 @@ def find_sets(folder: str | os.PathLike) -> dict[str, list[Path]]:
 
 
 def evaluate(models: dict[str, SRNet | None], hr_files: Sequence[Path], scale: int, sigma: float = 1.0,
-             save_dir: Path | None = None) -> dict[str, dict[str, float]]:
+             save_dir: Path | None = None, precision="auto") -> dict[str, dict[str, float]]:
     """Mean {"psnr", "ssim"} per method over the HR files: modcrop, `downsample`, upscale,
     score on Y with `scale` border pixels cropped. `models` maps a name to a net (None: bicubic)."""
     from .metrics import sr_scores
@@ -233,7 +243,7 @@ def evaluate(models: dict[str, SRNet | None], hr_files: Sequence[Path], scale: i
         hr = modcrop(load_image(path), scale)
         lr = downsample(hr, scale, sigma)
         for name, net in models.items():
-            sr = upscale(net, lr, scale)
+            sr = upscale(net, lr, scale, precision=precision)
             for k, v in sr_scores(sr, hr, scale).items():
                 sums[name][k] += v / len(hr_files)
             if save_dir is not None:

@@ -8,6 +8,7 @@ same random stream: batches are a function of the step, and the RNG state is sav
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .errors import LossnetError
 from .io import save_image
+from .precision import announce, resolve as resolve_precision
 from .weights import load_state_dict, save_state_dict
 
 Losses = dict[str, torch.Tensor]
@@ -34,6 +36,7 @@ class Task(Protocol):
     discriminator: nn.Module | None
 
     def batch(self, step: int) -> dict[str, torch.Tensor]: ...  # deterministic in (seed, step)
+    # Optional: `forward(batch) -> output`; without it the loop calls generator(batch["input"]).
     def generator_loss(self, batch: dict, output: torch.Tensor) -> Losses: ...
     def discriminator_loss(self, batch: dict, output: torch.Tensor) -> Losses: ...
     def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor: ...  # an image grid (1, 3, H, W)
@@ -49,6 +52,7 @@ class TrainConfig:
     sample_every: int = 200
     seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"  # lossnet.precision: auto, fp32, bf16, fp16 (CUDA)
     progress: bool = True
     desc: str = "train"
     meta: dict = field(default_factory=dict)  # method config, saved with checkpoints
@@ -57,6 +61,15 @@ class TrainConfig:
         if self.decay_from is None or step < self.decay_from:
             return 1.0
         return max(0.0, 1.0 - (step - self.decay_from) / max(1, self.iters - self.decay_from))
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Build networks under this seed (a task's fresh generator), leaving the global RNG as it was: the same
+    command and seed then start from the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -146,11 +159,14 @@ def _check_finite(losses: Losses, step: int, who: str) -> None:
                            "lower the learning rate or that term's weight")
 
 
-def _step(opt, losses: Losses) -> torch.Tensor:
+def _step(opt, scaler, losses: Losses) -> torch.Tensor:
+    """One optimiser step on the sum of the losses (fp32; the backward pass runs outside autocast, as torch
+    advises). `scaler` is fp16's loss scaling, a no-op in fp32 and bf16."""
     opt.zero_grad(set_to_none=True)
-    total = sum(losses.values())
-    total.backward()
-    opt.step()
+    total = sum(v.float() for v in losses.values())
+    scaler.scale(total).backward()
+    scaler.step(opt)
+    scaler.update()
     return total.detach()
 
 
@@ -167,6 +183,9 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
     if disc is not None:
         modules["discriminator"] = disc.to(cfg.device)
         optimizers["d"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
+    precision = announce(resolve_precision(cfg.precision, cfg.device))  # one stderr line, like the weights notice
+    scalers = {k: torch.amp.GradScaler(precision.device_type, enabled=precision.name == "fp16") for k in optimizers}
+    forward = getattr(task, "forward", None) or (lambda batch: gen(batch["input"]))
     step = 0
     if resume and ckpt.is_file():
         step = load_checkpoint(ckpt, modules, optimizers)
@@ -184,19 +203,21 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * cfg.lr_factor(step)
         batch = {k: v.to(cfg.device) for k, v in task.batch(step).items()}
-        # A conditional generator (e.g. one style network for many styles) also gets batch["condition"].
-        output = gen(batch["input"]) if "condition" not in batch else gen(batch["input"], batch["condition"])
+        with precision.autocast():
+            output = forward(batch)
         row = {}
         if disc is not None:  # learned loss: the discriminator first sees this output, detached
             disc.requires_grad_(True)
-            d_losses = task.discriminator_loss(batch, output.detach())
+            with precision.autocast():
+                d_losses = task.discriminator_loss(batch, output.detach())
             _check_finite(d_losses, step, "discriminator")
-            row["d_total"] = float(_step(optimizers["d"], d_losses))
+            row["d_total"] = float(_step(optimizers["d"], scalers["d"], d_losses))
             row.update({f"d_{k}": float(v.detach()) for k, v in d_losses.items()})
             disc.requires_grad_(False)
-        g_losses = task.generator_loss(batch, output)
+        with precision.autocast():
+            g_losses = task.generator_loss(batch, output)
         _check_finite(g_losses, step, "generator")
-        row["total"] = float(_step(optimizers["g"], g_losses))
+        row["total"] = float(_step(optimizers["g"], scalers["g"], g_losses))
         row.update({k: float(v.detach()) for k, v in g_losses.items()})
         step += 1
         rows.append({"step": step, "seconds": round(time.time() - start, 2), "lr": cfg.lr * cfg.lr_factor(step - 1), **row})
@@ -205,7 +226,7 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
         if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.iters):
             with torch.no_grad():
-                save_image(task.samples(batch, output.detach()), run_dir / "samples" / f"step{step:06d}.png")
+                save_image(task.samples(batch, output.detach().float()), run_dir / "samples" / f"step{step:06d}.png")
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.iters:  # 0: at the end only
             save_checkpoint(ckpt, step, modules, optimizers, cfg)
             if on_checkpoint:

@@ -286,3 +286,22 @@ def test_models_command_lists_the_bundled_models(capsys):
         assert name in res.out
         assert (fast.MODELS_DIR / entry["file"]).is_file()
         assert fast.load_transformer(name).n_styles == len(entry["styles"])
+
+
+def test_a_truncated_photo_in_the_training_data_is_skipped_with_one_warning_line(photos, tmp_path, capsys):
+    import shutil
+    from lossnet.procedural import make_style
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    whole = (data / "0.png").read_bytes()
+    (data / "bad.png").write_bytes(whole[: len(whole) // 2])  # a truncated PNG
+    style = tmp_path / "style.png"
+    save_image(make_style("swirls", 64), style)
+    out = tmp_path / "m.safetensors"
+    code, io = run_cli(["train-style", "--style", style, "--data", data, "--arch", "lite", "--crop", 32,
+                        "--batch-size", 4, "--iters", 2, "--style-size", 64, "--quiet", "-o", out,
+                        "--precision", "fp32"], capsys)
+    assert code == 0 and out.is_file(), io.err
+    warnings = [line for line in io.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "bad.png" in warnings[0], io.err
+    assert "Traceback" not in io.err

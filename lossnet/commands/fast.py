@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_network_args, floats, names, nonneg, positive_int, resolve_device
+from ..cli import add_network_args, floats, names, nonneg, positive_int, resolve_device, resolve_run
 from ..errors import LossnetError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -24,9 +24,10 @@ def cmd_train_style(args) -> None:
         content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         style_size=args.style_size, crop=args.crop, batch_size=args.batch_size, teacher=args.teacher,
         distill_weight=args.distill_weight if args.teacher else 0.0, network=args.network, weights=args.weights,
+        init_from=args.init_from,
         train=TrainConfig(iters=args.iters, lr=args.lr, checkpoint_every=args.checkpoint_every,
                           sample_every=args.sample_every, seed=args.seed, device=resolve_device(args.device),
-                          progress=not args.quiet, desc="train-style"))
+                          precision=args.precision, progress=not args.quiet, desc="train-style"))
     start = time.time()
     path = train_style(cfg, output, run_dir, resume=args.resume)
     print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {run_dir}/)")
@@ -39,11 +40,11 @@ def cmd_stylize_model(args) -> None:
 
     if args.style:
         raise LossnetError("give --style (optimisation) or --model (feed-forward), not both")
-    device = resolve_device(args.device)
+    device, precision = resolve_run(args)
     net = fast.load_transformer(args.model, device)
     style = fast.style_weights(net, args.style_index, args.blend)
     src, out = Path(args.content), Path(args.output)
-    opts = dict(tile=args.tile, overlap=args.overlap, preserve_colors=args.original_colors)
+    opts = dict(tile=args.tile, overlap=args.overlap, preserve_colors=args.original_colors, precision=precision)
     start = time.time()
     if src.is_dir():
         files = list_images(src)
@@ -142,6 +143,8 @@ def register(sub) -> None:
     p.add_argument("--style-size", type=positive_int, default=256, help="style image's longest side for its Grams")
     p.add_argument("--teacher", help="distil from this trained model's outputs (e.g. a full net for --arch lite)")
     p.add_argument("--distill-weight", type=nonneg, default=0.0)
+    p.add_argument("--init-from", metavar="MODEL", help="start from this trained model's weights (bundled name or "
+                   ".safetensors; its architecture is used) instead of a fresh network, e.g. when a run folder is gone")
     p.add_argument("--run-dir", help="log.csv, samples/ and checkpoint (default: OUTPUT's name + _run)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--checkpoint-every", type=positive_int, default=100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import nonneg, positive_int, resolve_device
+from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run
 from ..errors import LossnetError
 
 
@@ -19,7 +19,8 @@ def cmd_train(args) -> None:
         flip=not args.no_flip, batch_size=args.batch_size, holdout=args.holdout,
         train=TrainConfig(iters=args.iters, lr=args.lr, betas=(args.beta1, 0.999), decay_from=args.decay_from,
                           checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, seed=args.seed,
-                          device=resolve_device(args.device), progress=not args.quiet, desc="pix2pix"))
+                          device=resolve_device(args.device), precision=args.precision, progress=not args.quiet,
+                          desc="pix2pix"))
     start = time.time()
     path = train_pix2pix(cfg, args.output, resume=args.resume, half=args.half)
     print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {args.output}/)")
@@ -29,7 +30,8 @@ def cmd_apply(args) -> None:
     from ..io import check_writable, list_images, load_image, save_image
     from ..pix2pix import apply, load_generator
 
-    net = load_generator(args.model, resolve_device(args.device))
+    device, precision = resolve_run(args)
+    net = load_generator(args.model, device)
     src, out = Path(args.input), Path(args.output)
     if src.is_dir():
         if out.suffix:
@@ -44,7 +46,7 @@ def cmd_apply(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     for image, dst in images:
-        save_image(apply(net, image, seed=args.seed), dst)
+        save_image(apply(net, image, seed=args.seed, precision=precision), dst)
     what = f"{len(images)} images to {out}/" if src.is_dir() else str(out)
     print(f"wrote {what} in {time.time() - start:.1f} s")
 
@@ -52,13 +54,14 @@ def cmd_apply(args) -> None:
 def cmd_test(args) -> None:
     from ..pix2pix import load_generator, test
 
-    net = load_generator(args.model, resolve_device(args.device))
+    device, precision = resolve_run(args)
+    net = load_generator(args.model, device)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise LossnetError(f"output {out} exists and is not a folder")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise LossnetError(f"folder does not exist: {out.parent}")
-    result = test(net, args.data, out, args.direction, args.limit)
+    result = test(net, args.data, out, args.direction, args.limit, precision=precision)
     print(f"{result['count']} images: mean L1 {result['l1']:.4f}, PSNR {result['psnr']:.2f} dB "
           f"(input as output: L1 {result['input_l1']:.4f}, PSNR {result['input_psnr']:.2f} dB)")
     print(f"wrote {out / 'index.html'} and {out / 'metrics.csv'}")
@@ -96,7 +99,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-every", type=positive_int, default=100)
     p.add_argument("--sample-every", type=int, default=100)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--device", default="cpu")
+    add_device_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
@@ -105,7 +108,7 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="run folder, model .safetensors or bundled name")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--seed", type=int, default=0, help="dropout noise seed")
-    p.add_argument("--device", default="cpu")
+    add_device_args(p)
     p.set_defaults(func=cmd_apply)
 
     p = cmds.add_parser("test", help="HTML page of input | output | target with L1 / PSNR")
@@ -114,5 +117,5 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="results folder (index.html, images/, metrics.csv)")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="default: the model's training direction")
     p.add_argument("--limit", type=int, help="only the first N pairs")
-    p.add_argument("--device", default="cpu")
+    add_device_args(p)
     p.set_defaults(func=cmd_test)

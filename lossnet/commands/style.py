@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from ..cli import (add_loop_args, add_network_args, floats, names, nonneg, positive, positive_int, report,
-                   resolve_device)
+                   resolve_run)
 from ..errors import LossnetError
 
 
@@ -25,11 +25,13 @@ def style_config(args, init_default: str, tv_default: float, **overrides):
     iters = args.iters if len(args.iters) > 1 else None
     if iters and len(iters) != len(sizes):
         raise LossnetError(f"--iters has {len(iters)} values for {len(sizes)} scales")
+    device, precision = resolve_run(args)
     loop = LoopConfig(iters=args.iters[0], optimizer=args.optimizer, lr=args.lr, progress=not args.quiet,
-                      snapshot_every=args.snapshot_every, snapshot_path=args.output, desc=args.command)
+                      snapshot_every=args.snapshot_every, snapshot_path=args.output, desc=args.command,
+                      precision=precision)
     tv = args.tv_weight if args.tv_weight is not None else tv_default
     return StyleConfig(sizes=sizes, iters=iters, arch=args.network, weights=args.weights, pooling=args.pooling,
-                       seed=args.seed, device=resolve_device(args.device), init=init,
+                       seed=args.seed, device=device, init=init,
                        tv_weight=tv, loop=loop, **overrides)
 
 

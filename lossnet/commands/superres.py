@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import nonneg, positive_int, resolve_device
+from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run
 from ..errors import LossnetError
 
 
@@ -20,7 +20,8 @@ def cmd_train_sr(args) -> None:
                    network=args.network, weights=args.weights,
                    train=TrainConfig(iters=args.iters, lr=args.lr, checkpoint_every=args.checkpoint_every,
                                      sample_every=args.sample_every, seed=args.seed,
-                                     device=resolve_device(args.device), progress=not args.quiet, desc="train-sr"))
+                                     device=resolve_device(args.device), precision=args.precision,
+                                     progress=not args.quiet, desc="train-sr"))
     start = time.time()
     path = train_sr(cfg, output, run_dir, resume=args.resume)
     print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {run_dir}/)")
@@ -46,7 +47,8 @@ def cmd_superres(args) -> None:
         raise LossnetError("give --model MODEL or --method bicubic, not both")
     if not args.model and args.method != "bicubic":
         raise LossnetError("give --model MODEL (a trained SR network) or --method bicubic")
-    net = load_srnet(args.model, args.scale, resolve_device(args.device)) if args.model else None
+    device, precision = resolve_run(args)
+    net = load_srnet(args.model, args.scale, device) if args.model else None
     scale = net.upscale if net is not None else (args.scale or 4)
     src, out = Path(args.input), Path(args.output)
     jobs = _outputs(src, out)
@@ -55,7 +57,7 @@ def cmd_superres(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     for image, dst in images:
-        result = upscale(net, image, scale, tile=args.tile, overlap=args.overlap)
+        result = upscale(net, image, scale, tile=args.tile, overlap=args.overlap, precision=precision)
         save_image(result, dst)
         if not src.is_dir():
             h, w = result.shape[-2:]
@@ -67,9 +69,10 @@ def cmd_superres(args) -> None:
 def cmd_eval_sr(args) -> None:
     from ..superres import evaluate, find_sets, load_srnet
 
+    device, precision = resolve_run(args)
     models = {"bicubic": None}
     for spec in args.model or []:
-        net = load_srnet(spec, args.scale)
+        net = load_srnet(spec, args.scale, device)
         name = Path(spec).stem if Path(spec).is_file() else spec
         models[name] = net
     sets = {}
@@ -82,7 +85,7 @@ def cmd_eval_sr(args) -> None:
         save = Path(args.save) / set_name if args.save else None
         if save:
             save.mkdir(exist_ok=True)
-        results[set_name] = evaluate(models, files, args.scale, args.sigma, save)
+        results[set_name] = evaluate(models, files, args.scale, args.sigma, save, precision)
     header = "| method | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " |"
     how = (f"Gaussian blur sigma {args.sigma:g} + bicubic downsampling" if args.sigma > 0
            else "antialiased bicubic downsampling")
@@ -119,7 +122,7 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--network", default="vgg16", choices=["vgg16", "vgg19"], help="loss network (default vgg16)")
     p.add_argument("--weights", help="loss network weights file in torchvision layout")
-    p.add_argument("--device", default="cpu")
+    add_device_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_sr)
 
@@ -131,7 +134,7 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, choices=[2, 4, 8, 16], help="check the model's scale (bicubic: default 4)")
     p.add_argument("--tile", type=int, default=256, help="LR tile side for large inputs (0: never tile)")
     p.add_argument("--overlap", type=int, default=16, help="LR tile overlap, feather-blended")
-    p.add_argument("--device", default="cpu")
+    add_device_args(p)
     p.set_defaults(func=cmd_superres)
 
     p = sub.add_parser("eval-sr", help="PSNR / SSIM (Y channel) of bicubic and SR models on Set5 / Set14 ...")
@@ -141,4 +144,5 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, default=4, choices=[2, 4, 8, 16])
     p.add_argument("--sigma", type=nonneg, default=1.0, help="blur of the degradation (1.0: as in training; 0: plain antialiased bicubic)")
     p.add_argument("--save", help="also write every upscaled image to this folder")
+    add_device_args(p)
     p.set_defaults(func=cmd_eval_sr)

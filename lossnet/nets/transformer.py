@@ -53,8 +53,9 @@ class CondInstanceNorm(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
         if style is None:  # first style (the only one of a single-style network)
             weight, bias = self.weight[:1], self.bias[:1]
-        else:
-            weight, bias = style @ self.weight, style @ self.bias
+        else:  # the blend as a weighted sum, not a matmul: autocast would take that to bf16
+            style = style.float()[:, :, None]
+            weight, bias = (style * self.weight).sum(1), (style * self.bias).sum(1)
         if self.stats is None and self.record is None and x.shape[0] == 1 and not torch.onnx.is_in_onnx_export():
             # One image: instance norm is batch norm over a batch of one, whose CPU kernel takes the statistics
             # and applies them in two passes over x (~1.8x faster than the path below). ONNX has no
@@ -62,16 +63,18 @@ class CondInstanceNorm(nn.Module):
             return F.batch_norm(x, None, None, weight[0], bias[0], True, 0.0, self.eps)
         if self.stats is None:
             # E[x^2] - E[x]^2: two cheap reductions, ~3x faster than torch.var_mean on CPU; conv outputs here
-            # have |mean| ~ std, so the cancellation costs nothing visible in fp32.
-            mean = x.mean(dim=(2, 3), keepdim=True)
-            var = (x.square().mean(dim=(2, 3), keepdim=True) - mean.square()).clamp_min(0)
+            # have |mean| ~ std, so the cancellation costs nothing visible. Accumulated and kept in fp32 when
+            # x is bf16 (autocast).
+            mean = x.mean(dim=(2, 3), keepdim=True, dtype=torch.float32)
+            var = (x.square().mean(dim=(2, 3), keepdim=True, dtype=torch.float32) - mean.square()).clamp_min(0)
             if self.record is not None:
                 self.record.append((mean.detach(), var.detach()))
         else:
             mean, var = self.stats
         # Normalise and apply the affine in one pass over x: x * scale + shift, folded per channel.
         scale = weight[:, :, None, None] * torch.rsqrt(var + self.eps)
-        return torch.addcmul(bias[:, :, None, None] - mean * scale, x, scale)
+        shift = bias[:, :, None, None] - mean * scale
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))  # in x's format: bf16 stays bf16
 
 
 class BatchNorm(nn.BatchNorm2d):
