@@ -26,20 +26,55 @@ _PHASE_TAPS = ([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],   # phase 0: taps 0 | 1 + 2
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
+def pad(x: torch.Tensor, pads, mode: str = "reflect") -> torch.Tensor:
+    """F.pad outside autocast: on CPU autocast runs reflection and replication padding in fp32, so a bf16
+    activation would be padded into an fp32 copy and cast back by the next conv (two extra passes)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return F.pad(x, pads, mode=mode)
+
+
+class ReflectionPad2d(torch.nn.ReflectionPad2d):
+    """nn.ReflectionPad2d that keeps its input's format under autocast (see `pad`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pad(x, self.padding)
+
+
+def inference_weights(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, make=None):
+    """(weight, bias) for an inference pass over x: `make(weight, bias)` (e.g. the phase kernels) in the format
+    autocast would cast them to, computed once and kept until the parameters change (their version counters).
+    Autocast recasts every weight on every call, which costs a bf16 style network ~20 % of its time at 256².
+    With autograd on, the parameters are used as they are (their gradients must reach them)."""
+    if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad):
+        return make(weight, bias) if make else (weight, bias)
+    kind = x.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else weight.dtype
+    key = (dtype, weight._version, weight.data_ptr(), None if bias is None else (bias._version, bias.data_ptr()))
+    hit = getattr(weight, "_lossnet_inference", None)  # kept on the parameter itself: it goes when the net goes
+    if hit is None or hit[0] != key:
+        with torch.no_grad(), torch.autocast(kind, enabled=False):
+            w, b = make(weight, bias) if make else (weight, bias)
+            hit = (key, w.to(dtype), None if b is None else b.to(dtype))
+        weight._lossnet_inference = hit
+    return hit[1], hit[2]
+
+
 def reflect_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """conv2d(reflection_pad(x, k // 2), weight, bias) for a stride-1, odd k x k `weight`."""
+    weight, bias = inference_weights(x, weight, bias)
     p = weight.shape[-1] // 2
     # Training takes the padded copy: autograd would give each border strip's slice of x a full-size gradient
     # (zeros, copy, add: four extra passes over x), far more than the one pass the forward saves.
-    if min(x.shape[-2:]) <= 2 * p or torch.onnx.is_in_onnx_export() or (torch.is_grad_enabled() and
-                                                                        (x.requires_grad or weight.requires_grad)):
-        return F.conv2d(F.pad(x, (p, p, p, p), mode="reflect"), weight, bias)
+    # So does bf16 (autocast): its convs are fast enough that the four thin strip convs cost more than the copy.
+    if (min(x.shape[-2:]) <= 2 * p or torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled(x.device.type)
+            or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        return F.conv2d(pad(x, (p, p, p, p), "reflect"), weight, bias)
     out = F.conv2d(x, weight, bias, padding=p)
     # the output's first / last p rows (all columns), then first / last p columns (the rows between)
-    out[..., :p, :] = F.conv2d(F.pad(x[..., :2 * p, :], (p, p, p, 0), mode="reflect"), weight, bias)
-    out[..., -p:, :] = F.conv2d(F.pad(x[..., -2 * p:, :], (p, p, 0, p), mode="reflect"), weight, bias)
-    out[..., p:-p, :p] = F.conv2d(F.pad(x[..., :, :2 * p], (p, 0, 0, 0), mode="reflect"), weight, bias)
-    out[..., p:-p, -p:] = F.conv2d(F.pad(x[..., :, -2 * p:], (0, p, 0, 0), mode="reflect"), weight, bias)
+    out[..., :p, :] = F.conv2d(pad(x[..., :2 * p, :], (p, p, p, 0), "reflect"), weight, bias)
+    out[..., -p:, :] = F.conv2d(pad(x[..., -2 * p:, :], (p, p, 0, p), "reflect"), weight, bias)
+    out[..., p:-p, :p] = F.conv2d(pad(x[..., :, :2 * p], (p, 0, 0, 0), "reflect"), weight, bias)
+    out[..., p:-p, -p:] = F.conv2d(pad(x[..., :, -2 * p:], (0, p, 0, 0), "reflect"), weight, bias)
     return out
 
 
@@ -52,12 +87,13 @@ def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
 def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """conv2d(reflection_pad(nearest_upsample_x2(x), 1), weight, bias) for a 3x3 `weight`."""
     if torch.onnx.is_in_onnx_export():  # ONNX shape inference would lose the channel count of the interleave
-        return F.conv2d(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"),
+        return F.conv2d(pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), "reflect"),
                         weight, bias)
     n, _, h, w = x.shape
     c = weight.shape[0]
-    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), phase_kernels(weight),
-                 None if bias is None else bias.repeat(4))  # (n, 4c, h + 1, w + 1)
+    kernels, biases = inference_weights(x, weight, bias,
+                                        lambda w_, b_: (phase_kernels(w_), None if b_ is None else b_.repeat(4)))
+    y = F.conv2d(pad(x, (1, 1, 1, 1), "replicate"), kernels, biases)  # (n, 4c, h + 1, w + 1)
     return _Interleave.apply(y, c, h, w)
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LossnetError
-from .reflectconv import upsample_conv3x3
+from .reflectconv import ReflectionPad2d, upsample_conv3x3
 
 NORMS = ("instance", "batch", "none")
 SCALES = (2, 4, 8, 16)
@@ -46,7 +46,7 @@ class ConvLayer(nn.Sequential):
     """Reflection padding, then a stride-1 convolution: no zero border for the network to learn around."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
-        super().__init__(nn.ReflectionPad2d(kernel_size // 2), nn.Conv2d(in_channels, out_channels, kernel_size))
+        super().__init__(ReflectionPad2d(kernel_size // 2), nn.Conv2d(in_channels, out_channels, kernel_size))
 
 
 class ResidualBlock(nn.Module):

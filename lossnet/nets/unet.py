@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LossnetError, suggest
+from .reflectconv import ReflectionPad2d
 
 NORMS = ("batch", "instance", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
@@ -109,9 +110,9 @@ class ResnetBlock(nn.Module):
     def __init__(self, dim: int, norm: str = "batch", dropout: bool = False):
         super().__init__()
         bias = conv_bias(norm)
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim), nn.ReLU(True)]
+        layers = [ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim), nn.ReLU(True)]
         layers += [NoiseDropout(0.5)] if dropout else []
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim)]
+        layers += [ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(norm, dim)]
         self.conv_block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,7 @@ class ResnetGenerator(nn.Module):
                  dropout: bool = False, n_blocks: int = 9, n_downsampling: int = 2):
         super().__init__()
         bias = conv_bias(norm)
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), norm_layer(norm, ngf), nn.ReLU(True)]
+        layers = [ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), norm_layer(norm, ngf), nn.ReLU(True)]
         for i in range(n_downsampling):
             c = ngf * 2 ** i
             layers += [nn.Conv2d(c, c * 2, 3, stride=2, padding=1, bias=bias), norm_layer(norm, c * 2), nn.ReLU(True)]
@@ -138,7 +139,7 @@ class ResnetGenerator(nn.Module):
             c = ngf * 2 ** (i + 1)
             layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
                        norm_layer(norm, c // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        layers += [ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
