@@ -67,7 +67,7 @@ class CondInstanceNorm(nn.Module):
             # which skips instance norm's reshape. ONNX has no training-mode batch norm: exports take the path below.
             if x.shape[0] == 1:
                 return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
-            return F.instance_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+            return F.instance_norm(x, None, None, weight, bias, True, 0.0, self.eps).contiguous(memory_format=torch.channels_last)
         if weight.dim() == 1:
             weight, bias = weight[None], bias[None]
         if self.stats is None:
