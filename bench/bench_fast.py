@@ -1,7 +1,7 @@
 """Feed-forward style transfer: speed, memory, and quality against Gatys on the same objective.
 
     python bench/bench_fast.py            # speed table (markdown): ms/image, FLOP bound, ONNX, tiles, lite
-    python bench/bench_fast.py quality    # objective of the network vs Gatys after 25/50/100/200 L-BFGS iters
+    python bench/bench_fast.py quality [MODELS [SIZE]]   # the network's objective vs Gatys from the photo and noise
 
 `main()` prints the speed table (bench/run.py calls it). Timings use 2 threads (the project's 2-core box);
 each is the best of several runs after a warm-up (see `best_ms`), and the conv throughput is measured before
@@ -152,17 +152,24 @@ def main(argv=None) -> None:
 
 
 # ----------------------------------------------------------------------------- quality vs Gatys
-def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 128,
+STARTS = ("photo", "noise")
+
+
+def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 256,
             checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality") -> None:
     """The paper's claim: one forward pass reaches the objective Gatys reaches after ~50-100 L-BFGS iterations.
 
-    Same loss network, layers and weights as training (read from the model file); Gatys starts from the
-    content. Photos: the first `photos` of BSDS500/val (never used for training)."""
+    Same loss network, layers and weights as training (read from the model file); Gatys (fp32) starts from the
+    photo and, as in the paper's comparison, from noise. Photos: the first `photos` of BSDS500/val (never
+    used for training), longest side `size` (the networks train on 256 px crops). Also the style term alone,
+    relative to the photo's own (the independent check of the issue: lower = more stylised)."""
     from lossnet.io import list_images, load_image
     from lossnet.weights import read_model
 
     torch.set_num_threads(THREADS)
     cache.mkdir(parents=True, exist_ok=True)
+    if not HELD_OUT.is_dir():
+        raise SystemExit(f"bench_fast quality needs the held-out photos in {HELD_OUT} (../shared/data)")
     files = list_images(HELD_OUT)[:photos]
     images = [load_image(f, size) for f in files]
     table = []
@@ -177,41 +184,49 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
                                    **{k: t[k] for k in ("content_layers", "style_layers", "style_layer_weights",
                                                         "content_weight", "style_weight", "tv_weight", "style_size")})
         loss_net = fast.loss_network(cfg, quiet=True)
-        grams = fast.style_targets(loss_net, fast.load_styles(cfg), cfg.style_layers)[0]
-        if os.environ.get("BENCH_FAST_CACHED_ONLY"):  # report the photos whose Gatys curves are already done
-            done = gatys_curves(cfg, loss_net, grams, [], [], max(checkpoints), cache, size)
-            keep = [i for i, f in enumerate(files) if len(done.get(f.name, [])) > max(checkpoints)]
-            files, images = [files[i] for i in keep], [images[i] for i in keep]
-        curves = gatys_curves(cfg, loss_net, grams, files, images, max(checkpoints), cache, size)
-        net_values = []
-        for image in images:
-            with torch.no_grad():
-                out = net(image)
-            net_values.append(fast.objective_value(cfg, loss_net, image, out, grams)["total"])
-        gatys = {n: sum(curves[f.name][n] for f in files) / len(files) for n in checkpoints}
-        ff = sum(net_values) / len(net_values)
-        mean_curve = [sum(curves[f.name][i] for f in files) / len(files) for i in range(max(checkpoints) + 1)]
-        equal = next((i for i, v in enumerate(mean_curve) if v <= ff), None)
-        photo = sum(curves[f.name][0] for f in files) / len(files)  # Gatys' start: the photo itself
-        table.append((name, ff, photo, gatys, equal))
+        for k, grams in enumerate(fast.style_targets(loss_net, fast.load_styles(cfg), cfg.style_layers)):
+            style = fast.style_weights(net, k if net.n_styles > 1 else None)
+            values, style_ratio = [], []
+            for image in images:
+                out = fast.apply(net, image, style, precision="fp32")
+                v = fast.objective_value(cfg, loss_net, image, out, grams)
+                photo_v = fast.objective_value(cfg, loss_net, image, image, grams)
+                values.append(v["total"])
+                style_ratio.append(v["style"] / photo_v["style"])
+            ff = sum(values) / len(values)
+            row = {"name": name if net.n_styles == 1 else f"{name} [{Path(cfg.styles[k]).name}]", "ff": ff,
+                   "style_ratio": sum(style_ratio) / len(style_ratio)}
+            for start in STARTS:
+                curves = gatys_curves(cfg, loss_net, grams, Path(cfg.styles[k]).name, files, images,
+                                      max(checkpoints), cache, size, start)
+                mean_curve = [sum(curves[f.name][i] for f in files) / len(files) for i in range(max(checkpoints) + 1)]
+                row[start] = {n: mean_curve[n] for n in (0, *checkpoints)}
+                row[start + "_equal"] = next((i for i, v in enumerate(mean_curve) if v <= ff), None)
+            table.append(row)
     print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} held-out "
-          f"BSDS500/val photos at {size} px, mean:\n")
-    print("| model | feed-forward | Gatys 0 it (the photo) | " + " | ".join(f"Gatys {n} it" for n in checkpoints)
-          + " | Gatys reaches the network's value at |")
-    print("|---|---|---|" + "---|" * len(checkpoints) + "---|")
-    for name, ff, photo, gatys, equal in table:
-        print(f"| {name} | {ff:.3f} | {photo:.3f} | " + " | ".join(f"{gatys[k]:.3f}" for k in checkpoints)
-              + f" | {'iteration ' + str(equal) if equal is not None else '> ' + str(max(checkpoints)) + ' it'} |")
+          f"BSDS500/val photos at {size} px, mean; Gatys L-BFGS in fp32 on the same objective:\n")
+    print("| model | feed-forward | style term / photo's | Gatys from the photo: 0 / " + " / ".join(map(str, checkpoints))
+          + " it | reached at | Gatys from noise: 0 / " + " / ".join(map(str, checkpoints)) + " it | reached at |")
+    print("|---|---|---|---|---|---|---|")
+    for r in table:
+        cells = []
+        for start in STARTS:
+            equal = r[start + "_equal"]
+            cells += [" / ".join(f"{r[start][n]:.2f}" for n in (0, *checkpoints)),
+                      f"iteration {equal}" if equal is not None else f"> {max(checkpoints)}"]
+        print(f"| {r['name']} | {r['ff']:.3f} | {r['style_ratio']:.2f} | " + " | ".join(cells) + " |")
 
 
-def gatys_curves(cfg, loss_net, grams, files, images, iters: int, cache: Path, size: int) -> dict[str, list[float]]:
-    """Per photo, the objective after 0..iters L-BFGS updates from the content (cached: it is the slow part)."""
+def gatys_curves(cfg, loss_net, grams, style_name: str, files, images, iters: int, cache: Path, size: int,
+                 start: str = "photo") -> dict[str, list[float]]:
+    """Per photo, the objective after 0..iters L-BFGS updates from the photo or from noise (seeded), cached:
+    it is the slow part."""
     import hashlib
     from lossnet.optimize import LoopConfig, optimize_pixels
 
     fields = ("content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight",
               "tv_weight", "style_size")
-    key = json.dumps([{k: getattr(cfg, k) for k in fields}, [Path(s).name for s in cfg.styles], size],
+    key = json.dumps([{k: getattr(cfg, k) for k in fields}, style_name, size, start, "fp32"],
                      sort_keys=True, default=list)
     path = cache / f"gatys_{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
     curves = json.loads(path.read_text()) if path.is_file() else {}
@@ -219,8 +234,9 @@ def gatys_curves(cfg, loss_net, grams, files, images, iters: int, cache: Path, s
         if len(curves.get(f.name, [])) <= iters:
             with torch.no_grad():
                 obj = fast.objective(cfg, loss_net(image), grams)
-            loop = LoopConfig(iters=iters + 1, progress=False)
-            optimize_pixels(obj, loss_net, image, loop)
+            init = image if start == "photo" else torch.rand(image.shape, generator=torch.Generator().manual_seed(0))
+            loop = LoopConfig(iters=iters + 1, progress=False, precision="fp32")
+            optimize_pixels(obj, loss_net, init, loop)
             curves[f.name] = [row["loss"] for row in loop.history]  # [i]: the objective after i updates
             path.write_text(json.dumps(curves))
     return curves
@@ -262,6 +278,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["gallery"]:
         gallery()
     elif sys.argv[1:2] == ["quality"]:
-        quality(*( [sys.argv[2].split(",")] if len(sys.argv) > 2 else []))
+        quality(*([sys.argv[2].split(",")] if len(sys.argv) > 2 else []),
+                **({"size": int(sys.argv[3])} if len(sys.argv) > 3 else {}))
     else:
         main(sys.argv[1:])

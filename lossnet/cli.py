@@ -111,6 +111,13 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def report_training(path, start: float, run_dir) -> None:
+    """A training command's last line; under torchrun only rank 0 says it (only rank 0 wrote anything)."""
+    from .distributed import is_main_process
+    if is_main_process():
+        print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {run_dir}/)")
+
+
 def report(path, image, start: float) -> None:
     h, w = image.shape[-2:]
     print(f"wrote {path} ({w}x{h}) in {time.time() - start:.1f} s")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from . import objectives as O
 from .color import keep_colors
 from .data import Concat, RandomCrops, StepBatches
+from .distributed import is_main_process
 from .errors import LossnetError
 from .features import LossNetwork, load_matching
 from .io import load_image, resize_longest
@@ -147,8 +148,8 @@ class FastStyleTask:
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         batch = {"input": self.batches(step)}
-        if self.generator.n_styles > 1:
-            batch["condition"] = F.one_hot(torch.tensor(self.style_of(step)), self.generator.n_styles).float()
+        if len(self.cfg.styles) > 1:
+            batch["condition"] = F.one_hot(torch.tensor(self.style_of(step)), len(self.cfg.styles)).float()
         return batch
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -193,11 +194,13 @@ def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | 
     task = FastStyleTask(cfg)
     cfg.train.meta = model_config(cfg, task.generator)
 
+    net = task.generator  # the network itself (during training task.generator may be its DDP wrapper)
+
     def write(step: int) -> Path:
         meta = {**cfg.train.meta, "training": {**cfg.train.meta["training"], "steps": step}}
-        return save_transformer(task.generator, output, meta, half)
+        return save_transformer(net, output, meta, half)
     rows = train(task, run_dir, cfg.train, resume=resume, on_checkpoint=write)
-    return write(rows[-1]["step"] if rows else cfg.train.iters)
+    return write(rows[-1]["step"] if rows else cfg.train.iters) if is_main_process() else output
 
 
 def save_transformer(net: TransformerNet, path: str | os.PathLike, config: dict, half: bool = True) -> Path:

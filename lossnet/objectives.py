@@ -89,10 +89,15 @@ def gram_matrix(f: torch.Tensor) -> torch.Tensor:
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean((x - target)^2) / mean(target^2): 1.0 means 'as far as predicting zeros'. In fp32 whatever the
-    inputs' format (bf16 features under autocast)."""
+    """mean((x - target)^2) / mean(target^2) per image, averaged over the batch: 1.0 means 'as far as
+    predicting zeros'. Per image, so a batch's loss is the mean of its images' losses (what lets DDP's mean
+    of per-process gradients equal the whole batch's). In fp32 whatever the inputs' format (bf16 under autocast)."""
     x, target = _at_least_fp32(x), _at_least_fp32(target)
-    return (x - target).pow(2).mean() / (target.pow(2).mean() + EPS)
+    if x.dim() == 0:
+        return (x - target).pow(2) / (target.pow(2) + EPS)
+    err = (x - target).pow(2).flatten(1).mean(1)
+    energy = target.pow(2).flatten(1).mean(1)  # a target of batch 1 (a Gram) is shared by every image
+    return (err / (energy + EPS)).mean()
 
 
 def content(layer: str, target: torch.Tensor) -> Objective:

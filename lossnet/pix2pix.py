@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import PairedImages, holdout
+from .distributed import is_main_process
 from .errors import LossnetError, suggest
 from .features import load_matching
 from .nets.patchgan import define_discriminator
@@ -151,6 +152,8 @@ def train_pix2pix(cfg: Pix2PixConfig, run_dir: str | os.PathLike, resume: bool =
     if task.held_out is not None:
         cfg.train.meta["held_out"] = [str(task.held_out.dataset.pairs[i][0].name) for i in task.held_out.indices]
     train(task, run_dir, cfg.train, resume=resume)
+    if not is_main_process():
+        return run_dir / MODEL_FILE
     return save_generator(task.generator, run_dir / MODEL_FILE, cfg.train.meta, half)
 
 

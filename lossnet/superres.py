@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from . import objectives as O
 from .data import Concat, RandomCrops, StepBatches, degrade, modcrop
+from .distributed import is_main_process
 from .errors import LossnetError, suggest
 from .features import LossNetwork, load_matching
 from .io import IMAGE_SUFFIXES, load_image
@@ -149,7 +150,7 @@ def train_sr(cfg: SRConfig, output: str | os.PathLike, run_dir: str | os.PathLik
     task = SRTask(cfg, quiet=quiet)
     cfg.train.meta = model_config(cfg, task.generator)
     train(task, run_dir, cfg.train, resume=resume)
-    return save_srnet(task.generator, output, cfg.train.meta)
+    return save_srnet(task.generator, output, cfg.train.meta) if is_main_process() else output
 
 
 def save_srnet(net: SRNet, path: str | os.PathLike, config: dict | None = None) -> Path:

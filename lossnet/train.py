@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .errors import LossnetError
 from .io import save_image
+from .distributed import Distributed
 from .precision import announce, resolve as resolve_precision
 from .weights import load_state_dict, save_state_dict
 
@@ -152,8 +153,8 @@ class LossLog:
             w.writerow(row)
 
 
-def _check_finite(losses: Losses, step: int, who: str) -> None:
-    bad = [k for k, v in losses.items() if not math.isfinite(float(v.detach()))]
+def _check_finite(losses: dict, step: int, who: str) -> None:
+    bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
     if bad:
         raise LossnetError(f"{who} loss term {', '.join(bad)} became non-finite at step {step}: "
                            "lower the learning rate or that term's weight")
@@ -172,65 +173,98 @@ def _step(opt, scaler, losses: Losses) -> torch.Tensor:
 
 def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = False,
           on_checkpoint: Callable[[int], None] | None = None) -> list[dict]:
-    """Train task.generator for cfg.iters steps; returns the loss rows. Resumes from run_dir/checkpoint."""
+    """Train task.generator for cfg.iters steps; returns the loss rows. Resumes from run_dir/checkpoint.
+
+    Under torchrun (`lossnet.distributed`) each process trains on its slice of every global batch, DDP
+    averages the gradients, and rank 0 alone writes the log, samples, checkpoints and `on_checkpoint`'s files;
+    a run resumes from its checkpoint with any number of processes."""
     run_dir = Path(run_dir)
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    ddp = Distributed.from_env(cfg.device)
+    device = ddp.device(cfg.device)
+    try:
+        return _train(task, run_dir, cfg, resume, on_checkpoint, ddp, device)
+    finally:
+        ddp.close()
+
+
+def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, ddp: Distributed,
+           device: str) -> list[dict]:
+    if ddp.main:
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.safetensors"
     torch.manual_seed(cfg.seed)
-    gen, disc = task.generator.to(cfg.device), task.discriminator
+    gen, disc = task.generator.to(device), task.discriminator
     modules = {"generator": gen}
     optimizers = {"g": torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=cfg.betas)}
     if disc is not None:
-        modules["discriminator"] = disc.to(cfg.device)
+        modules["discriminator"] = disc.to(device)
         optimizers["d"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
-    precision = announce(resolve_precision(cfg.precision, cfg.device))  # one stderr line, like the weights notice
+    precision = announce(resolve_precision(cfg.precision, device))  # one stderr line, like the weights notice
     scalers = {k: torch.amp.GradScaler(precision.device_type, enabled=precision.name == "fp16") for k in optimizers}
-    forward = getattr(task, "forward", None) or (lambda batch: gen(batch["input"]))
     step = 0
     if resume and ckpt.is_file():
-        step = load_checkpoint(ckpt, modules, optimizers)
-        print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
-    elif resume:
+        step = load_checkpoint(ckpt, modules, optimizers)  # every rank reads the same checkpoint
+        if ddp.main:
+            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+    elif resume and ddp.main:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
-    (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg)}, indent=1, default=str))
-    log, rows, start = LossLog(run_dir / "log.csv", step), [], time.time()
+    if ddp.active and ddp.main:
+        print(f"lossnet: distributed training: {ddp.world_size} processes, backend {ddp.backend}", file=sys.stderr)
+    if ddp.main:
+        (run_dir / "config.json").write_text(json.dumps(
+            {"train": asdict(cfg), "world_size": ddp.world_size, "backend": ddp.backend}, indent=1, default=str))
+    log = LossLog(run_dir / "log.csv", step) if ddp.main else None
+    rows, start = [], time.time()
     for m in modules.values():
         m.train()
-    bar = tqdm(total=cfg.iters, initial=step, desc=cfg.desc, disable=not cfg.progress, file=sys.stderr,
-               dynamic_ncols=True)
-    while step < cfg.iters:
-        for opt in optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * cfg.lr_factor(step)
-        batch = {k: v.to(cfg.device) for k, v in task.batch(step).items()}
-        with precision.autocast():
-            output = forward(batch)
-        row = {}
-        if disc is not None:  # learned loss: the discriminator first sees this output, detached
-            disc.requires_grad_(True)
+    # The task calls its networks through these attributes: under DDP they are the wrappers for the run.
+    task.generator, task.discriminator = ddp.wrap(gen), ddp.wrap(disc)
+    forward = getattr(task, "forward", None) or (lambda batch: task.generator(batch["input"]))
+    bar = tqdm(total=cfg.iters, initial=step, desc=cfg.desc, disable=not (cfg.progress and ddp.main),
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        while step < cfg.iters:
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * cfg.lr_factor(step)
+            batch = {k: v.to(device) for k, v in ddp.shard(task.batch(step)).items()}
             with precision.autocast():
-                d_losses = task.discriminator_loss(batch, output.detach())
-            _check_finite(d_losses, step, "discriminator")
-            row["d_total"] = float(_step(optimizers["d"], scalers["d"], d_losses))
-            row.update({f"d_{k}": float(v.detach()) for k, v in d_losses.items()})
-            disc.requires_grad_(False)
-        with precision.autocast():
-            g_losses = task.generator_loss(batch, output)
-        _check_finite(g_losses, step, "generator")
-        row["total"] = float(_step(optimizers["g"], scalers["g"], g_losses))
-        row.update({k: float(v.detach()) for k, v in g_losses.items()})
-        step += 1
-        rows.append({"step": step, "seconds": round(time.time() - start, 2), "lr": cfg.lr * cfg.lr_factor(step - 1), **row})
-        log.write(rows[-1])
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
-        if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.iters):
-            with torch.no_grad():
-                save_image(task.samples(batch, output.detach().float()), run_dir / "samples" / f"step{step:06d}.png")
-        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.iters:  # 0: at the end only
-            save_checkpoint(ckpt, step, modules, optimizers, cfg)
-            if on_checkpoint:
-                on_checkpoint(step)
-    bar.close()
+                output = forward(batch)
+            local = {}
+            if disc is not None:  # learned loss: the discriminator first sees this output, detached
+                disc.requires_grad_(True)
+                with precision.autocast():
+                    d_losses = task.discriminator_loss(batch, output.detach())
+                _step(optimizers["d"], scalers["d"], d_losses)
+                local.update({f"d_{k}": float(v.detach()) for k, v in d_losses.items()})
+                disc.requires_grad_(False)
+            with precision.autocast(), ddp.no_sync(task.discriminator):
+                g_losses = task.generator_loss(batch, output)
+            _step(optimizers["g"], scalers["g"], g_losses)
+            local.update({k: float(v.detach()) for k, v in g_losses.items()})
+            terms = ddp.mean(local)  # the global batch's losses: every rank sees the same values
+            d_terms = {k[2:]: v for k, v in terms.items() if k.startswith("d_")}
+            g_terms = {k: v for k, v in terms.items() if not k.startswith("d_")}
+            _check_finite(d_terms, step, "discriminator")
+            _check_finite(g_terms, step, "generator")
+            row = ({"d_total": sum(d_terms.values())} if d_terms else {}) | {"total": sum(g_terms.values())} | terms
+            step += 1
+            rows.append({"step": step, "seconds": round(time.time() - start, 2), "lr": cfg.lr * cfg.lr_factor(step - 1), **row})
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
+            if not ddp.main:
+                continue
+            log.write(rows[-1])
+            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.iters):
+                with torch.no_grad():
+                    save_image(task.samples(batch, output.detach().float()), run_dir / "samples" / f"step{step:06d}.png")
+            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.iters:  # 0: at the end only
+                save_checkpoint(ckpt, step, modules, optimizers, cfg)
+                if on_checkpoint:
+                    on_checkpoint(step)
+    finally:
+        task.generator, task.discriminator = gen, disc
+        bar.close()
+    ddp.barrier()  # no rank leaves before rank 0 has written the last checkpoint
     gen.eval()
     return rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_network_args, floats, names, nonneg, positive_int, resolve_device, resolve_run
+from ..cli import add_network_args, floats, names, nonneg, positive_int, resolve_device, resolve_run, report_training
 from ..errors import LossnetError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -30,7 +30,7 @@ def cmd_train_style(args) -> None:
                           precision=args.precision, progress=not args.quiet, desc="train-style"))
     start = time.time()
     path = train_style(cfg, output, run_dir, resume=args.resume)
-    print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {run_dir}/)")
+    report_training(path, start, run_dir)
 
 
 def cmd_stylize_model(args) -> None:

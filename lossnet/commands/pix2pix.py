@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run
+from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run, report_training
 from ..errors import LossnetError
 
 
@@ -23,7 +23,7 @@ def cmd_train(args) -> None:
                           desc="pix2pix"))
     start = time.time()
     path = train_pix2pix(cfg, args.output, resume=args.resume, half=args.half)
-    print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {args.output}/)")
+    report_training(path, start, args.output)
 
 
 def cmd_apply(args) -> None:

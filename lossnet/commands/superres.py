@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run
+from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run, report_training
 from ..errors import LossnetError
 
 
@@ -24,7 +24,7 @@ def cmd_train_sr(args) -> None:
                                      progress=not args.quiet, desc="train-sr"))
     start = time.time()
     path = train_sr(cfg, output, run_dir, resume=args.resume)
-    print(f"wrote {path} in {time.time() - start:.0f} s (log, samples and checkpoint in {run_dir}/)")
+    report_training(path, start, run_dir)
 
 
 def _outputs(src: Path, out: Path) -> list[tuple[Path, Path]]:

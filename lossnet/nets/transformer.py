@@ -99,6 +99,10 @@ class ConvLayer(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm=None, relu: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
+        if norm is not None:
+            # The norm subtracts the mean, so this bias cancels: its gradient is pure rounding noise, which Adam
+            # would turn into full-size random steps. Kept (the state dict stays the paper's layout), not trained.
+            self.conv.bias.requires_grad_(False)
         self.norm = norm
         self.relu = relu
 
