@@ -137,13 +137,13 @@ def build_parser() -> Parser:
     return parser
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr)  # one line, not Python's file:line + source echo
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"  # one line, not Python's file:line and the source line
 
 
 def main(argv=None) -> int:
     import warnings
-    warnings.showwarning = _warning_line
+    warnings.formatwarning = _warning_line
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -93,8 +93,8 @@ def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     predicting zeros'. Per image, so a batch's loss is the mean of its images' losses (what lets DDP's mean
     of per-process gradients equal the whole batch's). In fp32 whatever the inputs' format (bf16 under autocast)."""
     x, target = _at_least_fp32(x), _at_least_fp32(target)
-    if x.dim() == 0:
-        return (x - target).pow(2) / (target.pow(2) + EPS)
+    if x.dim() <= 1:  # one sample
+        return (x - target).pow(2).mean() / (target.pow(2).mean() + EPS)
     err = (x - target).pow(2).flatten(1).mean(1)
     energy = target.pow(2).flatten(1).mean(1)  # a target of batch 1 (a Gram) is shared by every image
     return (err / (energy + EPS)).mean()

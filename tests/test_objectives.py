@@ -33,6 +33,15 @@ def test_relative_mse_by_hand():
     assert O.relative_mse(x, torch.zeros(4)).item() == pytest.approx(7.5 / 1e-8, rel=1e-4)
 
 
+def test_relative_mse_of_a_batch_is_the_mean_of_its_images():
+    # image 0: errors 1, 1 over target energy 1 -> 1; image 1: errors 0, 4 (mean 2) over energy 4 -> 0.5
+    x = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
+    t = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    assert O.relative_mse(x, t).item() == pytest.approx((1.0 + 0.5) / 2)
+    # a shared target (batch 1, e.g. a style Gram) is compared with every image
+    assert O.relative_mse(x, t[:1]).item() == pytest.approx(1.0)
+
+
 def test_content_loss_is_relative_to_target_energy():
     target = {"relu": torch.full((1, 1, 2, 2), 2.0)}
     obj = O.content("relu", target["relu"])
