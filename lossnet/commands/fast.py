@@ -131,7 +131,8 @@ def register(sub) -> None:
     p.add_argument("--arch", default="full", choices=list(ARCHS), help="full (the paper) or lite (real time on CPU)")
     p.add_argument("--norm", default="instance", choices=["instance", "batch"])
     p.add_argument("--iters", type=positive_int, default=2000)
-    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4,
+                   help="the global batch: under torchrun each process takes batch-size / processes of it (default 4)")
     p.add_argument("--crop", type=positive_int, default=256, help="training crop side (default 256)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--content-layers", type=names, default=list(DEFAULT_CONTENT_LAYERS))

@@ -88,7 +88,8 @@ def register(sub) -> None:
     p.add_argument("--load-size", type=int, default=286, help="resize to this square first (0: no resize)")
     p.add_argument("--crop-size", type=int, default=256, help="random crop side (0: no crop)")
     p.add_argument("--no-flip", action="store_true")
-    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1,
+                   help="the global batch: under torchrun each process takes batch-size / processes of it (default 1)")
     p.add_argument("--holdout", type=int, default=0, help="hold out this many training pairs")
     p.add_argument("--iters", type=positive_int, default=2000)
     p.add_argument("--decay-from", type=int, help="linear lr decay to 0 from this step (default iters / 2)")

@@ -106,7 +106,8 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, default=4, choices=[2, 4, 8, 16])
     p.add_argument("--loss", default="feature", choices=["feature", "pixel"])
     p.add_argument("--crop", type=positive_int, default=288, help="HR patch side (default 288, the paper's)")
-    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4,
+                   help="the global batch: under torchrun each process takes batch-size / processes of it (default 4)")
     p.add_argument("--iters", type=positive_int, default=2000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sigma", type=nonneg, default=1.0, help="Gaussian blur before downsampling (default 1.0)")
