@@ -5,8 +5,10 @@ Bad input or usage exits with code 2 and one `error:` line on stderr; no output 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 from .errors import LossnetError
 from .precision import add_precision_arg
@@ -54,6 +56,22 @@ def positive_int(text: str) -> int:
     v = int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1) (Adam's beta1)."""
+    v = float(text)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return v
+
+
+def tile_side(text: str) -> int:
+    """0 (never tile) or a tile side of at least 32 pixels (smaller tiles are all overlap and padding)."""
+    v = int(text)
+    if v != 0 and v < 32:
+        raise argparse.ArgumentTypeError(f"must be 0 (no tiles) or at least 32, got {text}")
     return v
 
 
@@ -141,18 +159,60 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"  # one line, not Python's file:line and the source line
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that `finally` blocks remove temp files as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b) or a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def refuse_overwriting_inputs(args) -> None:
+    """The output policy, for every command: `-o` never names one of the command's own inputs (a file or a
+    folder given in any other argument), so no run can replace the user's photo, style or model."""
+    out = getattr(args, "output", None)
+    if not out:
+        return
+    for name, value in vars(args).items():
+        if name in ("output", "run_dir") or callable(value):
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, os.PathLike)) and str(v) and Path(v).exists() and _same_file(Path(v), Path(out)):
+                raise LossnetError(f"-o {out} is an input of this command ({v}): refusing to overwrite it; "
+                                   "choose another output")
+
+
 def main(argv=None) -> int:
+    import signal
     import warnings
     warnings.formatwarning = _warning_line
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        refuse_overwriting_inputs(args)
         args.func(args)
     except LossnetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only folder, a full disk: one line, and atomic writes left nothing behind
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -27,8 +27,8 @@ from .color import keep_colors
 from .data import Concat, RandomCrops, StepBatches
 from .distributed import is_main_process
 from .errors import LossnetError
-from .features import LossNetwork, load_matching
-from .io import load_image, resize_longest
+from .features import LossNetwork, build_matching
+from .io import MIN_SIDE, load_image, resize_longest
 from .nets.transformer import ARCHS, CondInstanceNorm, TransformerNet
 from .style import blended_grams, check_weights
 from .precision import announce, resolve as resolve_precision
@@ -230,11 +230,9 @@ def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cp
     path = model_path(spec)
     sd, config = read_model(path, KIND)
     keys = ("n_styles", "norm", "arch", "channels", "n_residual")
-    try:
-        net = TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k]) for k in keys if k in config})
-    except (TypeError, ValueError) as e:
-        raise LossnetError(f"{path}: unusable transformer config ({e})") from None
-    load_matching(net, sd, f"the transformer described in {path}")
+    net = build_matching(lambda: TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k])
+                                                   for k in keys if k in config}),
+                         sd, f"the transformer described in {path}")
     net.styles = list(config.get("styles", []))
     return net.to(device).eval()
 
@@ -280,8 +278,11 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768,
     feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded memory).
     `precision`: a `lossnet.precision` name or Precision (auto: bf16 where the hardware is fast at it)."""
     device = next(net.parameters()).device
-    run = announce(resolve_precision(precision, device))
     h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIDE:  # two stride-2 stages and 9x9 reflection padding need some pixels to work on
+        raise LossnetError(f"a {w}x{h} image is too small for the style network: it needs at least {MIN_SIDE} "
+                           "pixels per side (see --size)")
+    run = announce(resolve_precision(precision, device))
     if style is not None:
         style = torch.as_tensor(style).to(device, torch.float32)
 

@@ -13,15 +13,34 @@ from .nets.vgg import layer_index, layer_names, make_features
 from .weights import Weights, notice, vgg_weights
 
 
-def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """strict load of the keys `module` has, with one clear error for a file of another architecture."""
-    own = module.state_dict()
+def build_matching(factory, state_dict: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """`factory()` loaded with `state_dict`. The network is first built on the meta device (nothing allocated)
+    and checked against the file's tensors, so a model file whose stored config is absurd (a 150 GB network)
+    or inconsistent is refused in milliseconds, with the file's own tensors as the only memory used."""
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except (TypeError, ValueError, KeyError, RuntimeError, LossnetError) as e:
+        raise LossnetError(f"unusable config for {what} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    _check_matching(probe.state_dict(), state_dict, what)
+    module = factory()
+    load_matching(module, state_dict, what)
+    return module
+
+
+def _check_matching(own: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor], what: str) -> None:
     missing = [k for k in own if k not in state_dict]
     wrong = [k for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
     if missing or wrong:
         key = (missing or wrong)[0]
         found = tuple(state_dict[key].shape) if key in state_dict else "nothing"
         raise LossnetError(f"weights do not fit {what}: {key} should be {tuple(own[key].shape)}, found {found}")
+
+
+def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """strict load of the keys `module` has, with one clear error for a file of another architecture."""
+    own = module.state_dict()
+    _check_matching(own, state_dict, what)
     module.load_state_dict({k: state_dict[k] for k in own}, strict=True)
 
 

@@ -95,6 +95,8 @@ def load_image(path: str | os.PathLike, size: int | None = None, max_pixels: int
             array = _to_array(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError) as e:
         raise LossnetError(f"cannot decode {path}: {e} (truncated or corrupt file?)") from None
+    if array.dtype.kind == "f" and not np.isfinite(array).all():  # float TIFFs can hold NaN / inf
+        raise LossnetError(f"{path} holds non-finite pixel values (NaN or inf)")
     # contiguous (1, 3, H, W), not a permuted view of (H, W, 3): L-BFGS flattens gradients with .view()
     image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
     return resize_longest(image, size) if size else image

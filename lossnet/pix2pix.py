@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .data import PairedImages, holdout
 from .distributed import is_main_process
 from .errors import LossnetError, suggest
-from .features import load_matching
+from .features import build_matching
 from .nets.patchgan import define_discriminator
 from .nets.unet import define_generator
 from .data import StepBatches
@@ -187,9 +187,8 @@ def load_generator(spec: str | os.PathLike, device: str = "cpu") -> torch.nn.Mod
 
     path = model_path(spec)
     sd, config = read_model(path, KIND)
-    net = build_generator(config)
-    load_matching(net, sd,
-                  f"the {config.get('netG')} generator (ngf {config.get('ngf')}) described in {path}")
+    net = build_matching(lambda: build_generator(config), sd,
+                         f"the {config.get('netG')} generator (ngf {config.get('ngf')}) described in {path}")
     net.config = config
     return net.to(device).train()
 

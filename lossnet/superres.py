@@ -25,7 +25,7 @@ from . import objectives as O
 from .data import Concat, RandomCrops, StepBatches, degrade, modcrop
 from .distributed import is_main_process
 from .errors import LossnetError, suggest
-from .features import LossNetwork, load_matching
+from .features import LossNetwork, build_matching
 from .io import IMAGE_SUFFIXES, load_image
 from .nets.srnet import SRNet
 from .tiling import tiled
@@ -35,6 +35,7 @@ from .train import TrainConfig, seeded, train
 MODELS_DIR = Path(__file__).parent / "models"
 KIND = "srnet"
 LOSSES = ("feature", "pixel")
+MAX_OUTPUT_PIXELS = 160_000_000  # ~1.9 GB as float RGB: the largest result a 24 GB, 2-core machine should make
 
 
 @dataclass
@@ -178,10 +179,9 @@ def load_srnet(spec: str | os.PathLike | SRNet, scale: int | None = None, device
         path = model_path(spec)
         sd, config = read_model(path, KIND)
         config = {k: v for k, v in config.items() if k in ("arch", "scale", "channels", "blocks", "norm", "residual")}
-        net = SRNet.from_config(config)
+        probe_scale = config.get("scale", "?")
+        net = build_matching(lambda: SRNet.from_config(config), sd, f"the x{probe_scale} SR network described in {path}")
         net.check_state_dict(sd)
-        load_matching(net, sd,
-                      f"the x{net.upscale} SR network described in {path}")
     if scale is not None and net.upscale != scale:
         raise LossnetError(f"the model is for x{net.upscale} super-resolution, not x{scale}: "
                            f"use --scale {net.upscale} or a x{scale} model")
@@ -201,8 +201,13 @@ def upscale(net: SRNet | None, image: torch.Tensor, scale: int | None = None, ti
     """(N, 3, H, W) in [0, 1] -> exactly (N, 3, scale*H, scale*W); `net=None` is bicubic. `precision` as in
     `lossnet.precision` (auto: bf16 where the hardware is fast at it)."""
     h, w = image.shape[-2:]
+    factor = net.upscale if net is not None else scale or 4
+    out_pixels = h * w * factor ** 2 * image.shape[0]
+    if out_pixels > MAX_OUTPUT_PIXELS:
+        raise LossnetError(f"x{factor} of a {w}x{h} input makes {out_pixels / 1e6:.0f} MP, over the "
+                           f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP output limit: upscale a crop, or a smaller input")
     if net is None:
-        return bicubic(image, scale or 4)
+        return bicubic(image, factor)
     if min(h, w) < 5:
         raise LossnetError(f"input is {w}x{h}: the SR network needs at least 5 pixels per side")
     device = next(net.parameters()).device

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -91,13 +92,40 @@ def _unflatten_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict,
     opt.load_state_dict({"state": state, "param_groups": meta[prefix]})
 
 
+def previous_checkpoint(path: Path) -> Path:
+    return path.with_name(path.stem + ".previous" + path.suffix)
+
+
 def save_checkpoint(path: Path, step: int, modules: dict[str, nn.Module], optimizers: dict, cfg: TrainConfig) -> None:
+    """Write `path` atomically, keeping the one before as `*.previous.safetensors`: a kill at any moment, or a
+    full disk, leaves at least one whole checkpoint."""
+    if path.is_file():
+        os.replace(path, previous_checkpoint(path))
     tensors = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
     meta: dict = {"step": step, "config": cfg.meta}
     for name, opt in optimizers.items():
         _flatten_optimizer(f"optim_{name}", opt, tensors, meta)
     tensors["rng.torch"] = torch.get_rng_state()
     save_state_dict(tensors, path, metadata={"lossnet_checkpoint": json.dumps(meta)})
+
+
+def resume_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict) -> int | None:
+    """Restore the newest whole checkpoint (`path`, else the previous one); None where there is none. A damaged
+    checkpoint (a truncated file, a failed write) is said in one warning line and the previous one used."""
+    import warnings
+    candidates = [p for p in (path, previous_checkpoint(path)) if p.is_file()]
+    for i, candidate in enumerate(candidates):
+        try:
+            return load_checkpoint(candidate, modules, optimizers)
+        except LossnetError:
+            raise  # a whole checkpoint of another network: not damage, the user's mistake
+        except Exception as e:  # safetensors' and json's errors for a damaged file
+            if i + 1 == len(candidates):
+                raise LossnetError(f"checkpoint {candidate} is damaged ({str(e).splitlines()[0]}) and no earlier "
+                                   "one is whole: start without --resume") from None
+            warnings.warn(f"checkpoint {candidate} is damaged ({str(e).splitlines()[0]}): "
+                          f"resuming from {candidates[i + 1]}", stacklevel=2)
+    return None
 
 
 def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict) -> int:
@@ -201,13 +229,12 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
         optimizers["d"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
     precision = announce(resolve_precision(cfg.precision, device))  # one stderr line, like the weights notice
     scalers = {k: torch.amp.GradScaler(precision.device_type, enabled=precision.name == "fp16") for k in optimizers}
-    step = 0
-    if resume and ckpt.is_file():
-        step = load_checkpoint(ckpt, modules, optimizers)  # every rank reads the same checkpoint
-        if ddp.main:
-            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+    step = (resume_checkpoint(ckpt, modules, optimizers) if resume else None)  # every rank reads the same one
+    if step is not None and ddp.main:
+        print(f"resuming from {run_dir} at step {step}", file=sys.stderr)
     elif resume and ddp.main:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
+    step = step or 0
     if ddp.active and ddp.main:
         print(f"lossnet: distributed training: {ddp.world_size} processes, backend {ddp.backend}", file=sys.stderr)
     if ddp.main:

@@ -220,8 +220,18 @@ def read_model(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tens
     found = meta.get("lossnet_kind")
     if found != kind:
         raise LossnetError(f"{path} is {'a ' + found if found else 'not a lossnet'} model, not a {kind} model")
+    bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise LossnetError(f"{path}: the weights hold non-finite values (NaN or inf) in {bad}: "
+                           "a damaged file or a diverged run")
+    try:
+        config = json.loads(meta.get("lossnet_config", "{}"))
+    except json.JSONDecodeError as e:
+        raise LossnetError(f"{path}: its stored config is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise LossnetError(f"{path}: its stored config is not a JSON object")
     state_dict = {k: (v.float() if v.is_floating_point() else v) for k, v in state_dict.items()}
-    return state_dict, json.loads(meta.get("lossnet_config", "{}"))
+    return state_dict, config
 
 
 def find_model(spec: str | os.PathLike, bundled: dict[str, Path], what: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_network_args, floats, names, nonneg, positive_int, resolve_device, resolve_run, report_training
+from ..cli import add_network_args, floats, names, nonneg, nonneg_int, positive, positive_int, report_training, resolve_device, resolve_run, tile_side
 from ..errors import LossnetError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -111,8 +111,8 @@ def add_stylize_args(p) -> None:
     g.add_argument("--blend", type=floats, help="blend weights over a multi-style model's styles, e.g. 0.3,0.7")
     g.add_argument("--preserve-colors", dest="original_colors", action="store_true", help="keep the input's colours")
     g.add_argument("--batch-size", type=positive_int, default=4, help="images (or frames) per forward pass")
-    g.add_argument("--tile", type=int, default=768, help="tile side for large images (0: never tile)")
-    g.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, feather-blended")
+    g.add_argument("--tile", type=tile_side, default=768, help="tile side for large images (0: never tile)")
+    g.add_argument("--overlap", type=nonneg_int, default=64, help="tile overlap in pixels, feather-blended")
 
 
 def register(sub) -> None:
@@ -134,7 +134,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4,
                    help="the global batch: under torchrun each process takes batch-size / processes of it (default 4)")
     p.add_argument("--crop", type=positive_int, default=256, help="training crop side (default 256)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=positive, default=1e-3)
     p.add_argument("--content-layers", type=names, default=list(DEFAULT_CONTENT_LAYERS))
     p.add_argument("--style-layers", type=names, default=list(DEFAULT_STYLE_LAYERS))
     p.add_argument("--style-layer-weights", type=floats)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run, report_training
+from ..cli import add_device_args, fraction, nonneg, positive, positive_int, report_training, resolve_device, resolve_run
 from ..errors import LossnetError
 
 
@@ -93,8 +93,8 @@ def register(sub) -> None:
     p.add_argument("--holdout", type=int, default=0, help="hold out this many training pairs")
     p.add_argument("--iters", type=positive_int, default=2000)
     p.add_argument("--decay-from", type=int, help="linear lr decay to 0 from this step (default iters / 2)")
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--beta1", type=float, default=0.5)
+    p.add_argument("--lr", type=positive, default=2e-4)
+    p.add_argument("--beta1", type=fraction, default=0.5)
     p.add_argument("--half", action="store_true", help="store the model's tensors in fp16 (half the size)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--checkpoint-every", type=positive_int, default=100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_device_args, nonneg, positive_int, resolve_device, resolve_run, report_training
+from ..cli import add_device_args, nonneg, nonneg_int, positive, positive_int, report_training, resolve_device, resolve_run, tile_side
 from ..errors import LossnetError
 
 
@@ -109,7 +109,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4,
                    help="the global batch: under torchrun each process takes batch-size / processes of it (default 4)")
     p.add_argument("--iters", type=positive_int, default=2000)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=positive, default=1e-3)
     p.add_argument("--sigma", type=nonneg, default=1.0, help="Gaussian blur before downsampling (default 1.0)")
     p.add_argument("--content-layer", default="relu2_2")
     p.add_argument("--content-weight", type=nonneg, default=1.0)
@@ -133,8 +133,8 @@ def register(sub) -> None:
     p.add_argument("--model", help="SR model: bundled name (x4-feature, x4-pixel) or .safetensors path")
     p.add_argument("--method", default="model", choices=["model", "bicubic"])
     p.add_argument("--scale", type=int, choices=[2, 4, 8, 16], help="check the model's scale (bicubic: default 4)")
-    p.add_argument("--tile", type=int, default=256, help="LR tile side for large inputs (0: never tile)")
-    p.add_argument("--overlap", type=int, default=16, help="LR tile overlap, feather-blended")
+    p.add_argument("--tile", type=tile_side, default=256, help="LR tile side for large inputs (0: never tile)")
+    p.add_argument("--overlap", type=nonneg_int, default=16, help="LR tile overlap, feather-blended")
     add_device_args(p)
     p.set_defaults(func=cmd_superres)
 

@@ -1,0 +1,200 @@
+"""What a careless or hostile user hands in: outputs that would replace inputs, absurd option values, damaged
+model files and checkpoints, non-finite pixels, outputs too large to make, signals. Each case ends in exit 2
+(or 130 / 143 for signals) with one `error:` line, the inputs untouched and no output file left behind."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from lossnet import fast
+from lossnet.cli import main
+from lossnet.io import bundled_photo, save_image
+from lossnet.nets.transformer import TransformerNet
+
+TINY = dict(channels=(4, 8, 8), n_residual=1)
+
+
+@pytest.fixture
+def files(tmp_path):
+    save_image(bundled_photo("astronaut", 64), tmp_path / "a.png")
+    save_image(bundled_photo("coffee", 64), tmp_path / "s.png")
+    (tmp_path / "d").mkdir()
+    save_image(bundled_photo("chelsea", 64), tmp_path / "d" / "c.png")
+    torch.manual_seed(0)
+    fast.save_transformer(TransformerNet(**TINY), tmp_path / "m.safetensors", {"styles": ["s.png"]}, half=False)
+    return tmp_path
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.err.strip().splitlines()
+
+
+def one_error(code, err, fragment, expect=2):
+    assert code == expect, err
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
+
+
+def snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("args", [
+    ["stylize", "{a}", "--model", "{m}", "-o", "{a}"],
+    ["stylize", "{a}", "--style", "{s}", "-o", "{s}", "--iters", 1],
+    ["stylize", "{d}", "--model", "{m}", "-o", "{d}"],
+    ["texture", "{s}", "-o", "{s}", "--iters", 1],
+    ["superres", "{a}", "--method", "bicubic", "-o", "{a}"],
+    ["pix2pix", "apply", "{a}", "--model", "facades-label2photo", "-o", "{a}"],
+    ["train-style", "--style", "{s}", "--data", "{d}", "--iters", 1, "-o", "{m}", "--init-from", "{m}"],
+])
+def test_an_output_never_replaces_an_input(files, capsys, args):
+    before = snapshot(files)
+    names = {"a": files / "a.png", "s": files / "s.png", "d": files / "d", "m": files / "m.safetensors"}
+    code, err = cli(capsys, *[str(a).format(**names) if isinstance(a, str) else a for a in args])
+    one_error(code, err, "refusing to overwrite it")
+    assert snapshot(files) == before
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train-style", "--style", "{s}", "--data", "{d}", "-o", "{o}", "--lr", "-1"], "--lr: must be > 0"),
+    (["train-style", "--style", "{s}", "--data", "{d}", "-o", "{o}", "--lr", "nan"], "--lr: must be > 0"),
+    (["train-sr", "--data", "{d}", "-o", "{o}", "--lr", "inf"], "--lr: must be > 0"),
+    (["pix2pix", "train", "--data", "{d}", "-o", "{o}", "--beta1", "1.5"], "--beta1: must be in [0, 1)"),
+    (["stylize", "{a}", "--model", "{m}", "-o", "{o}.png", "--tile", "1"], "--tile: must be 0"),
+    (["superres", "{a}", "--method", "bicubic", "-o", "{o}.png", "--overlap", "-3"], "--overlap: must be >= 0"),
+])
+def test_option_values_are_checked_when_parsed(files, capsys, args, fragment):
+    names = {"a": files / "a.png", "s": files / "s.png", "d": files / "d", "m": files / "m.safetensors",
+             "o": files / "out"}
+    with pytest.raises(SystemExit) as e:
+        main([a.format(**names) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and fragment in err[0], err
+
+
+def _model_with(tmp_path, name, *, tensors=None, config=None, raw_meta=None):
+    from safetensors.torch import save_file
+    net = TransformerNet(**TINY)
+    sd = {k: v.contiguous() for k, v in net.state_dict().items()}
+    sd.update(tensors or {})
+    meta = {"lossnet_kind": fast.KIND, "lossnet_config": raw_meta if raw_meta is not None else
+            json.dumps({**net.config, "styles": ["s.png"], **(config or {})})}
+    path = tmp_path / name
+    save_file(sd, str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("nan", "non-finite values"),
+    ("json", "not valid JSON"),
+    ("absurd", "weights do not fit"),
+    ("nonsense", "unusable config"),
+])
+def test_damaged_model_files_are_refused_naming_the_file(files, capsys, case, fragment):
+    bad = {"nan": dict(tensors={"up.2.conv.weight": torch.full((3, 4, 9, 9), float("nan"))}),
+           "json": dict(raw_meta="{not json"),
+           "absurd": dict(config={"channels": [100_000, 100_000, 100_000], "n_residual": 2_000}),
+           "nonsense": dict(config={"arch": "huge", "norm": "sparkle"})}[case]
+    path = _model_with(files, f"{case}.safetensors", **bad)
+    start = time.time()
+    code, err = cli(capsys, "stylize", files / "a.png", "--model", path, "-o", files / "out.png")
+    one_error(code, err, fragment)
+    assert str(path) in err[0] or case == "nonsense"
+    assert time.time() - start < 20  # the absurd network is never allocated
+    assert not (files / "out.png").exists()
+
+
+def test_non_finite_pixels_in_an_input_are_refused(files, capsys):
+    from PIL import Image
+    pixels = np.random.default_rng(0).random((32, 32), dtype=np.float32)
+    pixels[3, 4] = np.nan
+    Image.fromarray(pixels, mode="F").save(files / "nan.tif")
+    code, err = cli(capsys, "stylize", files / "nan.tif", "--model", files / "m.safetensors", "-o", files / "o.png")
+    one_error(code, err, "non-finite pixel values")
+
+
+def test_an_output_too_large_to_make_is_refused_before_the_work(files, capsys):
+    save_image(torch.rand(1, 3, 800, 800), files / "big.png")
+    code, err = cli(capsys, "superres", files / "big.png", "--method", "bicubic", "--scale", 16, "-o", files / "o.png")
+    one_error(code, err, "output limit")
+    assert not (files / "o.png").exists()
+
+
+def test_a_result_too_small_for_the_network_is_refused(files, capsys):
+    code, err = cli(capsys, "stylize", files / "a.png", "--model", files / "m.safetensors", "--size", 3,
+                    "-o", files / "o.png")
+    one_error(code, err, "too small")
+
+
+def _train(folder, run, iters, *extra):
+    return main(["train-sr", "--data", str(folder), "--loss", "pixel", "--crop", "32", "--batch-size", "2",
+                 "--iters", str(iters), "--checkpoint-every", "2", "--sample-every", "0", "--quiet",
+                 "--precision", "fp32", "-o", str(run / "m.safetensors"), *extra])
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(files, tmp_path_factory, recwarn):
+    from lossnet.weights import load_state_dict
+    data = files / "d"
+    for name in ("astronaut", "coffee"):
+        save_image(bundled_photo(name, 64), data / f"{name}.png")
+    whole, cut = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("cut")
+    assert _train(data, whole, 6) == 0
+    assert _train(data, cut, 4) == 0  # checkpoint at step 4, the previous one at step 2
+    ckpt = cut / "m_run" / "checkpoint.safetensors"
+    assert (cut / "m_run" / "checkpoint.previous.safetensors").is_file()
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # killed mid-write, or the disk filled up
+    assert _train(data, cut, 6, "--resume") == 0
+    assert any("is damaged" in str(w.message) for w in recwarn)
+    a, b = (load_state_dict(d / "m_run" / "checkpoint.safetensors") for d in (whole, cut))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # steps 3-4 were redone from step 2: the same run
+
+
+@pytest.mark.parametrize("trainer", ["train-sr", "pix2pix"])
+def test_the_same_command_and_seed_give_the_same_model_bit_for_bit(files, tmp_path, trainer):
+    from lossnet.weights import load_state_dict
+    runs = []
+    for k in range(2):
+        run = tmp_path / f"run{k}"
+        run.mkdir()
+        if trainer == "train-sr":
+            assert _train(files / "d", run, 2, "--seed", "3") == 0
+            runs.append(load_state_dict(run / "m.safetensors"))
+        else:
+            pairs = tmp_path / "pairs"
+            if not pairs.exists():
+                pairs.mkdir()
+                for i, name in enumerate(["astronaut", "coffee"]):
+                    p = bundled_photo(name, 32)[..., :32, :32]
+                    save_image(torch.cat([p, 1 - p], -1), pairs / f"{i}.png")
+            assert main(["pix2pix", "train", "--data", str(pairs), "--netG", "resnet_6blocks", "--ngf", "4",
+                         "--ndf", "4", "--load-size", "0", "--crop-size", "32", "--iters", "2", "--seed", "3",
+                         "--sample-every", "0", "--quiet", "-o", str(run / "p")]) == 0
+            runs.append(load_state_dict(run / "p" / "model.safetensors"))
+    assert runs[0].keys() == runs[1].keys()
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
+def test_sigterm_ends_a_run_with_143_one_line_and_no_temp_file(files):
+    env = {**os.environ, "LOSSNET_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lossnet", "stylize", str(files / "a.png"), "--style",
+                             str(files / "s.png"), "--size", "64", "--iters", "100000", "--quiet",
+                             "-o", str(files / "o.png")], stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(8)  # past start-up, into the optimisation
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if not line.startswith("lossnet: ")]
+    assert proc.returncode == 143 and lines == ["error: terminated"], err
+    leftovers = [p.name for p in files.iterdir() if p.name not in ("a.png", "s.png", "d", "m.safetensors")]
+    assert leftovers == []
