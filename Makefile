@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench fuzz clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	LOSSNET_OFFLINE=1 $(BIN)/python -m pytest
+
+# The long fuzz profile (tests/test_fuzz.py): thousands of examples per property, about 20-30 minutes on 2 cores.
+fuzz: $(STAMP)
+	LOSSNET_OFFLINE=1 HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider --hypothesis-show-statistics
 
 bench: $(STAMP)
 	LOSSNET_OFFLINE=1 $(BIN)/python bench/run.py

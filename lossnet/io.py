@@ -82,6 +82,9 @@ def load_image(path: str | os.PathLike, size: int | None = None, max_pixels: int
     path = Path(path)
     im = _open(path)
     w, h = im.size
+    if size is not None and size * size * min(w, h) / max(w, h) > max_pixels:  # the result, not the file
+        raise LossnetError(f"a longest side of {size} would make {path} a {size * size * min(w, h) / max(w, h) / 1e6:.0f} "
+                           f"MP image, over the {max_pixels / 1e6:.0f} MP limit: use a smaller --size")
     if size is not None and w * h > max_pixels:
         im.draft("RGB", (size, size))  # JPEG decodes at 1/2, 1/4, 1/8 scale for free
         w, h = im.size
