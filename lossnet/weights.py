@@ -103,8 +103,12 @@ def save_state_dict(sd: dict[str, torch.Tensor], path: str | os.PathLike, metada
     from safetensors.torch import save_file
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    from safetensors import SafetensorError
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp), metadata=metadata)
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # a full disk or a read-only folder, said as the OSError it is
+            raise OSError(f"cannot write {path}: {str(e).splitlines()[0]}") from None
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

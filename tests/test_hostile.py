@@ -198,3 +198,84 @@ def test_sigterm_ends_a_run_with_143_one_line_and_no_temp_file(files):
     assert proc.returncode == 143 and lines == ["error: terminated"], err
     leftovers = [p.name for p in files.iterdir() if p.name not in ("a.png", "s.png", "d", "m.safetensors")]
     assert leftovers == []
+
+
+def _lossnet(*args, limit_bytes=None, **kw):
+    """lossnet in a subprocess; with `limit_bytes`, no file it writes may grow past that (a full disk)."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    env = {**os.environ, "LOSSNET_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lossnet", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=limit if limit_bytes else None, **kw)
+
+
+def _sr_args(data, out, iters, *extra):
+    return ["train-sr", "--data", data, "--loss", "pixel", "--crop", 32, "--batch-size", 2, "--iters", iters,
+            "--checkpoint-every", 2, "--sample-every", 0, "--quiet", "--precision", "fp32", "-o", out, *extra]
+
+
+def test_a_full_disk_gives_one_line_and_keeps_the_previous_files(files):
+    proc = _lossnet("stylize", files / "a.png", "--model", files / "m.safetensors", "-o", files / "o.png",
+                    limit_bytes=2000)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if not line.startswith("lossnet: ")]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: File too large"), err
+    assert sorted(p.name for p in files.iterdir()) == ["a.png", "d", "m.safetensors", "s.png"]
+    # training: the checkpoint of step 2 survives a disk that fills up while step 4's is written
+    from lossnet.weights import load_state_dict
+    out = files / "sr.safetensors"
+    assert _lossnet(*_sr_args(files / "d", out, 2)).wait(timeout=120) == 0
+    run = files / "sr_run"
+    size = (run / "checkpoint.safetensors").stat().st_size
+    proc = _lossnet(*_sr_args(files / "d", out, 4, "--resume"), limit_bytes=size // 2)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(lines) == 1 and "File too large" in lines[0] and "Traceback" not in err, err
+    whole = [p for p in (run / "checkpoint.safetensors", run / "checkpoint.previous.safetensors") if p.is_file()]
+    assert whole and load_state_dict(whole[-1])  # still readable
+    assert _lossnet(*_sr_args(files / "d", out, 4, "--resume")).wait(timeout=120) == 0  # and it resumes
+
+
+def test_sigkill_during_training_resumes_to_the_uninterrupted_result(files, tmp_path):
+    """Measured for the README: steps lost <= the checkpoint interval (2 here), result bit for bit."""
+    from lossnet.weights import load_state_dict
+    for name in ("astronaut", "coffee", "rocket"):
+        save_image(bundled_photo(name, 64), files / "d" / f"{name}.png")
+    whole, killed = tmp_path / "whole.safetensors", tmp_path / "killed.safetensors"
+    assert _lossnet(*_sr_args(files / "d", whole, 24)).wait(timeout=300) == 0
+    proc = _lossnet(*_sr_args(files / "d", killed, 24))
+    log = tmp_path / "killed_run" / "log.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 10):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    reached = len(log.read_text().splitlines()) - 1
+    assert 9 <= reached < 24
+    resumed = _lossnet(*_sr_args(files / "d", killed, 24, "--resume"))
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    step = int(err.split("at step ")[1].split()[0])
+    assert reached - step <= 2  # at most one checkpoint interval lost
+    a, b = (load_state_dict(tmp_path / f"{n}_run" / "checkpoint.safetensors") for n in ("whole", "killed"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = log.read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == [str(i) for i in range(1, 25)]  # no step twice in the log
+
+
+def test_a_decompression_bomb_in_the_training_data_is_skipped_in_bounded_memory(files):
+    import resource
+    from PIL import Image
+    Image.new("1", (20_000, 20_000)).save(files / "d" / "bomb.png")  # 400 MP that compress to ~50 kB
+    save_image(bundled_photo("coffee", 64), files / "d" / "coffee.png")
+    proc = _lossnet(*_sr_args(files / "d", files / "sr.safetensors", 2))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert any(line.startswith("warning: skipping") and "bomb.png" in line for line in err.splitlines()), err
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+    assert peak_gb < 3, peak_gb
