@@ -34,7 +34,7 @@ def _open(path: Path) -> Image.Image:
         return Image.open(path)
     except UnidentifiedImageError:
         raise LossnetError(f"{path} is not an image file (or in a format Pillow cannot read)") from None
-    except OSError as e:
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # damaged headers raise any of these
         raise LossnetError(f"cannot read {path}: {e}") from None
 
 

@@ -74,14 +74,31 @@ def world(tmp_path_factory):
     torch.manual_seed(0)
     fast.save_transformer(TransformerNet(channels=(4, 8, 8), n_residual=1), root / "m.safetensors",
                           {"styles": ["s.png"]}, half=False)
+    ORIGINAL[root] = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     return root
+
+
+ORIGINAL: dict[Path, dict[Path, bytes]] = {}
+
+
+def restore(world: Path) -> None:
+    """Put the world back as the fixture made it: its files' bytes, nothing else."""
+    files = ORIGINAL[world]
+    for p in sorted(world.rglob("*"), reverse=True):
+        if p.is_file() and p not in files:
+            p.unlink()
+        elif p.is_dir() and p != world / "d" and not any(p.iterdir()):
+            p.rmdir()
+    for p, data in files.items():
+        if not p.is_file() or p.read_bytes() != data:
+            p.write_bytes(data)
 
 
 NUMBERS = st.sampled_from(["0", "1", "-1", "2", "0.5", "1e9", "-1e9", "nan", "inf", "-inf", "abc", "", "3,4",
                            "1e-30", "65", "999999999999"])
 SMALL = st.sampled_from(["16", "24", "32", "48", "0", "-5", "1", "nan", "x", "99999"])
 PATHS = st.sampled_from(["{a}", "{s}", "{d}", "{broken}", "{m}", "{missing}", "{out}.png", "{out}.jpg", "{out}.txt",
-                         "{out}", "{d}/c.png", "/", "", "-", "{a},{s}", "starry", "x4-pixel"])
+                         "{out}", "{d}/c.png", "{out}/no/such/x.png", "/", "", "-", "{a},{s}", "starry", "x4-pixel"])
 
 COMMANDS = {
     "stylize-model": (["stylize", PATHS, "--model", st.sampled_from(["{m}", "{a}", "{missing}", "{broken}", "starry-lite"])],
@@ -113,7 +130,9 @@ def _run(world, capsys, args):
              "m": world / "m.safetensors", "missing": world / "nope.png", "out": world / "out" / "o"}
     args = [a.format(**names) for a in args]
     (world / "out").mkdir(exist_ok=True)
-    before = {p: p.read_bytes() for p in world.iterdir() if p.is_file()}
+    output = args[args.index("-o") + 1] if "-o" in args else None
+    inputs = {Path(a) for a in args if a != output and Path(a).is_file()}  # this command's own input files
+    before = {p: p.read_bytes() for p in inputs}
     try:
         code = main(args)
     except SystemExit as e:  # argparse: one line, exit 2
@@ -121,7 +140,7 @@ def _run(world, capsys, args):
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if not line.startswith(("lossnet: ", "warning: "))]
     assert "Traceback" not in captured.err
-    assert {p: p.read_bytes() for p in world.iterdir() if p.is_file()} == before  # inputs untouched
+    assert {p: p.read_bytes() for p in inputs} == before  # the command's inputs untouched
     leftovers = [p for p in (world / "out").rglob("*") if ".tmp" in p.name]
     assert not leftovers
     if code == 0:
@@ -133,6 +152,7 @@ def _run(world, capsys, args):
         assert code == 2 and len(errors) == 1 and errors[0].startswith("error: "), (args, captured.err)
     for p in sorted((world / "out").rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
+    restore(world)  # an output may legitimately replace a file that was not this command's input
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
