@@ -14,8 +14,60 @@ from .errors import LossnetError
 from .precision import add_precision_arg
 
 
+# The spellings of the tools our users come from (jcjohnson/neural-style, pytorch/examples), and snake_case.
+ANCHOR_SPELLINGS = {"style_image": "--style", "content_image": "the CONTENT argument", "output_image": "-o",
+                    "num_iterations": "--iters", "image_size": "--size", "style_scale": "--style-scale",
+                    "save_iter": "--snapshot-every", "print_iter": "--quiet", "gpu": "--device",
+                    "backend": "--device", "epochs": "--iters", "dataset": "--data", "save_model_dir": "-o",
+                    "cuda": "--device cuda", "style_size": "--style-size", "init_image": "--init"}
+
+
 class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that suggest the option or command meant, and no prefix matching
+    (`--iter 5` must not silently become `--iters 5`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _command_parser(self) -> "Parser":
+        """The (sub)command parser the words of argv lead to: unrecognised options are reported by the top one."""
+        parser = self
+        for word in getattr(self, "argv", []):
+            sub = parser._subparsers._group_actions[0] if parser._subparsers else None
+            if isinstance(sub, argparse._SubParsersAction) and word in sub.choices:
+                parser = sub.choices[word]
+        return parser
+
+    def suggestion(self, word: str) -> str:
+        import difflib
+        bare = word.lstrip("-")
+        if bare in ANCHOR_SPELLINGS:
+            return f" (did you mean {ANCHOR_SPELLINGS[bare]}?)"
+        options = [o for o in self._command_parser()._option_string_actions if o.startswith("--")]
+        dashed = "--" + bare.replace("_", "-")
+        if dashed in options:
+            return f" (did you mean {dashed}?)"
+        close = difflib.get_close_matches(dashed, options, n=2, cutoff=0.75)
+        return f" (did you mean {' or '.join(close)}?)" if close else ""
+
     def error(self, message):  # one line, not argparse's usage block
+        import difflib
+        import re
+        if message.startswith("unrecognized arguments: "):
+            words = message[len("unrecognized arguments: "):].split()
+            hints = [self.suggestion(w) for w in words if w.startswith("-")]
+            message += next((h for h in hints if h), "")
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group(2)) or [c.strip() for c in choice.group(2).split(",")]
+            close = difflib.get_close_matches(choice.group(1), options, n=2, cutoff=0.6)
+            if close:
+                message += f" (did you mean {' or '.join(close)}?)"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
@@ -148,11 +200,28 @@ COMMAND_MODULES = ["style", "fast", "superres", "pix2pix", "viz"]
 def build_parser() -> Parser:
     import importlib
 
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        release = version("lossnet")
+    except PackageNotFoundError:
+        release = "unknown (not installed)"
     parser = Parser(prog="lossnet", description="Image synthesis and understanding with a pretrained CNN's features.")
+    parser.add_argument("--version", action="version", version=f"lossnet {release}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"lossnet.commands.{name}").register(sub)
+    _describe(sub)
     return parser
+
+
+def _describe(sub) -> None:
+    """Every command's --help opens with a description: its one-line help where it has no longer one."""
+    for action in sub._choices_actions:
+        p = sub.choices[action.dest]
+        p.description = p.description or (action.help[:1].upper() + action.help[1:] + "." if action.help else None)
+        for nested in p._subparsers._group_actions if p._subparsers else []:
+            if isinstance(nested, argparse._SubParsersAction):
+                _describe(nested)
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:

@@ -24,3 +24,36 @@ def test_help_renders(command, capsys):
         main([*command, "--help"])
     assert e.value.code == 0
     assert "usage: lossnet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_a_description(command):
+    parser = build_parser()
+    for word in command:
+        parser = parser._subparsers._group_actions[0].choices[word]
+    assert parser.description and len(parser.description) > 10
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["stylize", "x.png", "--styel", "a.png", "-o", "o.png"], "did you mean --style?"),
+    (["stylize", "x.png", "--content_weight", "3", "-o", "o.png"], "did you mean --content-weight?"),
+    (["stylize", "x.png", "-style_image", "a.png", "-o", "o.png"], "did you mean --style?"),
+    (["stylize", "x.png", "--num_iterations", "5", "-o", "o.png"], "did you mean --iters?"),
+    (["stylize", "x.png", "--iter", "5", "-o", "o.png"], "did you mean --iters?"),  # no silent prefix match
+    (["styliz", "x.png"], "did you mean stylize"),
+    (["pix2pix", "tset"], "did you mean test?"),
+])
+def test_mistyped_commands_and_options_get_one_line_with_a_suggestion(args, hint, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and hint in err[0], err
+
+
+def test_version_and_the_british_spelling(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("lossnet ")
+    with pytest.raises(SystemExit):
+        main(["stylise", "--help"])
+    assert "usage: lossnet stylize" in capsys.readouterr().out  # the same command

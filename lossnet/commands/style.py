@@ -90,7 +90,7 @@ def cmd_demo(args) -> None:
 def register(sub) -> None:
     from ..style import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 
-    p = sub.add_parser("stylize", help="neural style transfer (Gatys et al.)",
+    p = sub.add_parser("stylize", aliases=["stylise"], help="neural style transfer (Gatys et al.)",
                        description="Optimise an image to have CONTENT's features and the STYLEs' Gram matrices.")
     p.add_argument("content", help="content image")
     p.add_argument("--style", action="append", default=[], help="style image (repeat for several)")
