@@ -20,9 +20,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from lossnet import fast, precision  # noqa: E402
-from lossnet.nets.transformer import TransformerNet  # noqa: E402
 from lossnet.train import _step  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -31,15 +31,9 @@ FORMATS = {"fp32": precision.Precision("fp32", "cpu"), "bf16": precision.Precisi
 
 
 def best_s(fn, repeats: int, warmup: int = 1) -> float:
-    """The fastest of `repeats` runs after `warmup` (the VM shares its host; see bench_fast.best_ms)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    """bench_fast.best_ms in seconds: the fastest of `repeats` runs after `warmup`."""
+    from bench_fast import best_ms
+    return best_ms(fn, repeats, warmup) / 1000
 
 
 def conv_throughput(fmt: precision.Precision, backward: bool = False) -> float:

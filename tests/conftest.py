@@ -100,3 +100,13 @@ def make_bad_images(folder: Path) -> dict[str, tuple[Path, str]]:
         "text_as_jpg": (folder / "text.jpg", "not an image"),
         "one_pixel": (folder / "tiny.png", "1x1"),
     }
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A folder of three small real photos (scikit-image's astronaut, coffee, chelsea at 48 px): training data."""
+    from lossnet.io import bundled_photo, save_image
+    folder = tmp_path_factory.mktemp("photos")
+    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+        save_image(bundled_photo(name, 48), folder / f"{i}.png")
+    return folder

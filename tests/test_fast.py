@@ -1,7 +1,6 @@
 """Feed-forward style transfer: the network, training on the generator loop, applying, export, bad input."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -24,16 +23,6 @@ def tiny(n_styles=1, seed=0):
                 m.bias.normal_(0, 0.5)
         net.up[-1].conv.weight.mul_(255)  # output changes in [0, 1] units, not 8-bit levels
     return net.eval()
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    from skimage import data
-    folder = tmp_path_factory.mktemp("photos")
-    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
-        image = torch.from_numpy(getattr(data, name)().astype(np.float32) / 255).permute(2, 0, 1)[None]
-        save_image(fast.resize_longest(image, 48), folder / f"{i}.png")
-    return folder
 
 
 def run_cli(args, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -117,16 +116,6 @@ def test_bf16_super_resolution_and_pix2pix_match_fp32():
     g = define_generator("unet_128", ngf=4, norm="batch", dropout=True, generator=torch.Generator().manual_seed(0)).eval()
     x = torch.rand(1, 3, 40, 40)
     assert psnr(pix2pix.apply(g, x, precision="fp32"), pix2pix.apply(g, x, precision=BF16)) > 30
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    from skimage import data
-    folder = tmp_path_factory.mktemp("photos")
-    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
-        image = torch.from_numpy(getattr(data, name)().astype(np.float32) / 255).permute(2, 0, 1)[None]
-        save_image(fast.resize_longest(image, 48), folder / f"{i}.png")
-    return folder
 
 
 def _task(photos, tmp_path, **kw):
