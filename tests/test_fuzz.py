@@ -22,7 +22,7 @@ from lossnet.nets.transformer import TransformerNet
 
 settings.register_profile("suite", max_examples=30, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=4000, deadline=None,
+settings.register_profile("fuzz", max_examples=15000, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
@@ -137,6 +137,7 @@ def _run(world, capsys, args):
         code = main(args)
     except SystemExit as e:  # argparse: one line, exit 2
         code = e.code
+    OUTCOMES[code] = OUTCOMES.get(code, 0) + 1
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if not line.startswith(("lossnet: ", "warning: "))]
     assert "Traceback" not in captured.err
@@ -155,9 +156,16 @@ def _run(world, capsys, args):
     restore(world)  # an output may legitimately replace a file that was not this command's input
 
 
+OUTCOMES: dict = {}
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_any_arguments_give_a_result_or_one_error_line(world, capsys, name):
+    OUTCOMES.clear()
+
     @given(args=command_line(name))
     def check(args):
         _run(world, capsys, args)
     check()
+    with capsys.disabled():  # the count `make fuzz` reports
+        print(f"\nfuzz {name}: {sum(OUTCOMES.values())} command lines, exit codes {dict(sorted(OUTCOMES.items()))}")
