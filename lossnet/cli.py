@@ -268,7 +268,9 @@ def main(argv=None) -> int:
         refuse_overwriting_inputs(args)
         args.func(args)
     except LossnetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from .distributed import is_main_process
+        if is_main_process():  # under torchrun every rank stops with the same error; rank 0 says it
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a read-only folder, a full disk: one line, and atomic writes left nothing behind
         where = f": {e.filename}" if e.filename else ""
