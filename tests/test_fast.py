@@ -275,6 +275,9 @@ def test_models_command_lists_the_bundled_models(capsys):
         assert name in res.out
         assert (fast.MODELS_DIR / entry["file"]).is_file()
         assert fast.load_transformer(name).n_styles == len(entry["styles"])
+    from lossnet import pix2pix, superres
+    for name in [*superres.bundled_models(), *pix2pix.bundled_models()]:  # every kind is listed
+        assert name in res.out
 
 
 def test_a_truncated_photo_in_the_training_data_is_skipped_with_one_warning_line(photos, tmp_path, capsys):

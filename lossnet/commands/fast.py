@@ -71,16 +71,31 @@ def cmd_stylize_model(args) -> None:
 
 
 def cmd_models(args) -> None:
-    from ..fast import MODELS_DIR, bundled_models
+    """Every bundled model of every kind: name, kind, file size, training budget, what it does."""
+    from .. import fast, pix2pix, superres
+    from ..weights import read_model
 
-    models = bundled_models()
-    if not models:
+    rows = []
+    for name, entry in fast.bundled_models().items():
+        path = fast.MODELS_DIR / entry["file"]
+        rows.append((name, f"style ({entry['arch']})", path, f"{entry.get('steps', '?')} steps",
+                     f"{entry.get('description', '')} [{', '.join(entry['styles'])}]"))
+    for name, path in superres.bundled_models().items():
+        t = read_model(path, superres.KIND)[1].get("training", {})
+        rows.append((name, f"super-resolution x{t.get('scale', '?')}", path,
+                     f"{t.get('iters', '?')} steps of {t.get('crop', '?')} px", f"{t.get('loss', '?')} loss (Johnson et al.)"))
+    for name, path in pix2pix.bundled_models().items():
+        c = read_model(path, pix2pix.KIND)[1]
+        t = c.get("training", {})
+        rows.append((name, "pix2pix", path, f"{t.get('iters', '?')} steps of {t.get('crop_size', '?')} px",
+                     f"{c.get('netG', '?')} ngf {c.get('ngf', '?')}, {t.get('data', '?')} {c.get('direction', '')}"))
+    if not rows:
         print("no bundled models")
         return
-    width = max(len(n) for n in models)
-    for name, entry in models.items():
-        size = (MODELS_DIR / entry["file"]).stat().st_size / 1e6
-        print(f"{name:<{width}}  {entry['arch']:<4}  {', '.join(entry['styles'])}  ({size:.1f} MB)  {entry.get('description', '')}")
+    widths = [max(len(str(r[i])) for r in rows) for i in (0, 1, 3)]
+    for name, kind, path, budget, what in rows:
+        print(f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {path.stat().st_size / 1e6:4.1f} MB  "
+              f"{budget:<{widths[2]}}  {what}")
 
 
 def cmd_export(args) -> None:
@@ -154,7 +169,7 @@ def register(sub) -> None:
     add_network_args(p)
     p.set_defaults(func=cmd_train_style, device="auto")  # CUDA when present
 
-    p = sub.add_parser("models", help="list the bundled feed-forward style models")
+    p = sub.add_parser("models", help="list the bundled models of every kind (style, super-resolution, pix2pix)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("export", help="export a style model to ONNX (checked with onnxruntime)")
