@@ -8,18 +8,17 @@ each step: clamping, blurring). `coarse_to_fine` runs it at growing sizes so lar
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from .errors import LossnetError
 from .io import resize, save_image
 from .objectives import Objective
 from .precision import announce, resolve as resolve_precision
+from .progress import progress
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -119,9 +118,8 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
 
     if cfg.progress:
         announce(run)
-    bar = tqdm(range(1, cfg.iters + 1), desc=cfg.desc, disable=not cfg.progress, file=sys.stderr,
-               dynamic_ncols=True, leave=False)
-    for it in bar:
+    bar = progress(cfg.iters, cfg.desc, cfg.progress)
+    for it in range(1, cfg.iters + 1):
         opt.step(closure)
         with torch.no_grad():
             if cfg.project is not None:
@@ -130,7 +128,7 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
                 x.clamp_(0, 1)
         row = {k: float(v) for k, v in last.items()}
         cfg.history.append({"iter": it, **row})
-        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
+        bar.update(1, row)
         if cfg.snapshot_every and cfg.snapshot_path and it % cfg.snapshot_every == 0 and it < cfg.iters:
             _snapshot(cfg, x.detach().clamp(0, 1), it)
         if cfg.stop is not None and cfg.stop(cfg.history[-1]):

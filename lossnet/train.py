@@ -21,12 +21,12 @@ from typing import Callable, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .errors import LossnetError
 from .io import save_image
 from .distributed import Distributed
 from .precision import announce, resolve as resolve_precision
+from .progress import progress
 from .weights import load_state_dict, save_state_dict
 
 Losses = dict[str, torch.Tensor]
@@ -247,8 +247,7 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
     # The task calls its networks through these attributes: under DDP they are the wrappers for the run.
     task.generator, task.discriminator = ddp.wrap(gen), ddp.wrap(disc)
     forward = getattr(task, "forward", None) or (lambda batch: task.generator(batch["input"]))
-    bar = tqdm(total=cfg.iters, initial=step, desc=cfg.desc, disable=not (cfg.progress and ddp.main),
-               file=sys.stderr, dynamic_ncols=True)
+    bar = progress(cfg.iters, cfg.desc, cfg.progress and ddp.main, initial=step)
     try:
         while step < cfg.iters:
             for opt in optimizers.values():
@@ -277,8 +276,7 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
             row = ({"d_total": sum(d_terms.values())} if d_terms else {}) | {"total": sum(g_terms.values())} | terms
             step += 1
             rows.append({"step": step, "seconds": round(time.time() - start, 2), "lr": cfg.lr * cfg.lr_factor(step - 1), **row})
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
+            bar.update(1, row)
             if not ddp.main:
                 continue
             log.write(rows[-1])

@@ -267,3 +267,24 @@ def test_bundled_photo_is_an_rgb_batch_of_one_in_unit_range():
     assert 0 <= float(full.min()) < 0.1 and 0.9 < float(full.max()) <= 1
     small = bundled_photo("chelsea", 90)
     assert small.shape == (1, 3, 60, 90)
+
+
+def test_progress_in_a_pipe_is_plain_lines_with_an_eta_and_a_final_summary():
+    import io
+    import time
+    from lossnet.progress import progress
+    out = io.StringIO()  # not a TTY
+    bar = progress(10, "train", stream=out, every=0.05)
+    for step in range(10):
+        time.sleep(0.02)
+        bar.update(1, {"loss": 1.0 / (step + 1)})
+    bar.close()
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert "\r" not in text and 2 <= len(lines) <= 6, text
+    assert "ETA" in lines[0] and lines[-1].startswith("train: 10/10 loss=0.1") and lines[-1].endswith(" s)")
+    silent = io.StringIO()
+    off = progress(10, "x", enabled=False, stream=silent)
+    off.update(1, {"loss": 1.0})
+    off.close()
+    assert silent.getvalue() == ""

@@ -1,0 +1,79 @@
+"""Progress that suits where it goes: a tqdm bar on a terminal, plain log lines in a pipe or a file.
+
+    bar = progress(total=300, desc="stylize", enabled=cfg.progress)
+    for it in range(300):
+        ...
+        bar.update(1, {"loss": 1.23})
+    bar.close()                      # a final summary line in both cases
+
+On a terminal the bar keeps a summary (tqdm's `leave=True`, the final loss terms in its postfix). Redirected,
+a bar would write one carriage-return update per step (54 KB for `lossnet demo`); instead one line every
+`every` seconds says the step, the loss terms and the ETA, and `close` writes the last line.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _terms(terms: dict) -> str:
+    return " ".join(f"{k}={v:.3g}" for k, v in terms.items())
+
+
+class _Lines:
+    """The pipe / file form: a line every `every` seconds and one at the end."""
+
+    def __init__(self, total: int, initial: int, desc: str, every: float, stream):
+        self.total, self.n, self.desc, self.every, self.stream = total, initial, desc, every, stream
+        self.start, self.start_n, self.last, self.terms = time.time(), initial, time.time(), {}
+
+    def _line(self, final: bool = False) -> None:
+        elapsed = time.time() - self.start
+        done = self.n - self.start_n
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.n) / rate if rate > 0 else float("inf")
+        tail = f"{elapsed:.0f} s" if final else (f"ETA {eta:.0f} s" if eta != float("inf") else "ETA ?")
+        print(f"{self.desc}: {self.n}/{self.total} {_terms(self.terms)} ({tail})".replace("  ", " "),
+              file=self.stream, flush=True)
+
+    def update(self, n: int = 1, terms: dict | None = None) -> None:
+        self.n += n
+        self.terms = terms or self.terms
+        if time.time() - self.last >= self.every:
+            self.last = time.time()
+            self._line()
+
+    def close(self) -> None:
+        self._line(final=True)
+
+
+class _Bar:
+    def __init__(self, total: int, initial: int, desc: str, stream):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total, initial=initial, desc=desc, file=stream, dynamic_ncols=True, leave=True)
+
+    def update(self, n: int = 1, terms: dict | None = None) -> None:
+        if terms:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _Off:
+    def update(self, n: int = 1, terms: dict | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(total: int, desc: str, enabled: bool = True, initial: int = 0, every: float = 5.0, stream=None):
+    """A bar on a terminal, log lines elsewhere, nothing when not `enabled`."""
+    stream = stream or sys.stderr
+    if not enabled:
+        return _Off()
+    if getattr(stream, "isatty", lambda: False)():
+        return _Bar(total, initial, desc, stream)
+    return _Lines(total, initial, desc, every, stream)
