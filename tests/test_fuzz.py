@@ -99,7 +99,7 @@ NUMBERS = st.sampled_from(["0", "1", "-1", "2", "0.5", "1e9", "-1e9", "nan", "in
                            "1e-30", "65", "999999999999"])
 SMALL = st.sampled_from(["16", "24", "32", "48", "0", "-5", "1", "nan", "x", "99999"])
 PATHS = st.sampled_from(["{a}", "{s}", "{d}", "{broken}", "{m}", "{missing}", "{out}.png", "{out}.jpg", "{out}.txt",
-                         "{out}", "{d}/c.png", "{out}/no/such/x.png", "/", "", "-", "{a},{s}", "starry", "x4-pixel"])
+                         "{out}", "{d}/c.png", "{out}/no/such/x.png", "", "-", "{a},{s}", "starry", "x4-pixel"])
 
 COMMANDS = {
     "stylize-model": (["stylize", PATHS, "--model", st.sampled_from(["{m}", "{a}", "{missing}", "{broken}", "starry-lite"])],
@@ -141,10 +141,14 @@ def _run(world, capsys, args):
 
 
 def _check_one(world, capsys, args, inputs, before):
+    cwd = os.getcwd()
+    os.chdir(world / "out")  # relative outputs ("-", "starry", ...) land inside the world, which restore() clears
     try:
         code = main(args)
     except SystemExit as e:  # argparse: one line, exit 2
         code = e.code
+    finally:
+        os.chdir(cwd)
     OUTCOMES[code] = OUTCOMES.get(code, 0) + 1
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if not line.startswith(("lossnet: ", "warning: "))]
