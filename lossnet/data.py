@@ -133,6 +133,13 @@ class RandomCrops:
         return crop
 
 
+def photo_crops(folders: Sequence[str | os.PathLike], crop_size: int, **options) -> "Concat":
+    """`RandomCrops(folder, crop_size, **options)` of every training folder as one data set (--data DIR ...)."""
+    if not folders:
+        raise LossnetError("no training folder given (--data DIR)")
+    return Concat([RandomCrops(f, crop_size, **options) for f in folders])
+
+
 # --- super-resolution degradation (Johnson et al. sec. 4.2: Gaussian blur sigma 1.0, bicubic downsampling)
 
 def gaussian_blur(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from . import objectives as O
 from .color import keep_colors
-from .data import Concat, RandomCrops, StepBatches
+from .data import StepBatches, photo_crops
 from .distributed import is_main_process
 from .errors import LossnetError
 from .features import LossNetwork, build_matching
@@ -61,14 +61,6 @@ class FastStyleConfig:
     weights: str | None = None
     init_from: str | None = None  # a trained model to start from (a warm start; the optimiser starts afresh)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-# ----------------------------------------------------------------------------- data
-def training_crops(folders: Sequence[str | os.PathLike], size: int) -> Concat:
-    """Square photo crops for style training (`data.RandomCrops` with zoom and flips) from every folder."""
-    if not folders:
-        raise LossnetError("no training folder given (--data DIR)")
-    return Concat([RandomCrops(f, size, zoom=True, flip=True) for f in folders])
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -120,7 +112,9 @@ class FastStyleTask:
         if cfg.arch not in ARCHS:
             raise LossnetError(f"unknown --arch {cfg.arch!r}: choose {', '.join(ARCHS)}")
         self.cfg = cfg
-        self.batches = StepBatches(training_crops(cfg.data, cfg.crop), cfg.batch_size, cfg.train.seed)
+        # the whole photo can be seen, at several scales, mirrored or not
+        crops = photo_crops(cfg.data, cfg.crop, zoom=True, flip=True)
+        self.batches = StepBatches(crops, cfg.batch_size, cfg.train.seed)
         if generator is None and cfg.init_from:
             generator = load_transformer(cfg.init_from).train()
             if generator.n_styles != len(cfg.styles):

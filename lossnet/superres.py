@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import objectives as O
-from .data import Concat, RandomCrops, StepBatches, degrade, modcrop
+from .data import StepBatches, degrade, modcrop, photo_crops
 from .distributed import is_main_process
 from .errors import LossnetError, suggest
 from .features import LossNetwork, build_matching
@@ -73,12 +73,6 @@ def downsample(hr: torch.Tensor, scale: int, sigma: float = 1.0) -> torch.Tensor
     return (lr if hr.dim() == 4 else lr[0]).clamp(0, 1)
 
 
-def hr_crops(folders: Sequence[str | os.PathLike], crop: int, scale: int) -> Concat:
-    if not folders:
-        raise LossnetError("no training folder given (--data DIR)")
-    return Concat([RandomCrops(f, crop, multiple_of=scale) for f in folders])
-
-
 # ----------------------------------------------------------------------------- training
 class SRTask:
     """Super-resolution as a `train.Task`: LR crops in, the HR crops are the target; no discriminator."""
@@ -96,7 +90,8 @@ class SRTask:
         if cfg.crop // cfg.scale < 5:
             raise LossnetError(f"--crop {cfg.crop} gives {cfg.crop // cfg.scale}-pixel LR patches at x{cfg.scale}: "
                                f"the network needs at least 5 (crop >= {5 * cfg.scale})")
-        self.batches = StepBatches(hr_crops(cfg.data, cfg.crop, cfg.scale), cfg.batch_size, cfg.train.seed)
+        self.batches = StepBatches(photo_crops(cfg.data, cfg.crop, multiple_of=cfg.scale), cfg.batch_size,
+                                   cfg.train.seed)
         self.net = None
         if cfg.loss == "feature":
             self.net = LossNetwork([cfg.content_layer], cfg.network, cfg.weights, quiet=quiet).to(cfg.train.device)

@@ -188,7 +188,7 @@ def _check_finite(losses: dict, step: int, who: str) -> None:
                            "lower the learning rate or that term's weight")
 
 
-def _step(opt, scaler, losses: Losses) -> torch.Tensor:
+def _step(opt, scaler, losses: Losses) -> None:
     """One optimiser step on the sum of the losses (fp32; the backward pass runs outside autocast, as torch
     advises). `scaler` is fp16's loss scaling, a no-op in fp32 and bf16."""
     opt.zero_grad(set_to_none=True)
@@ -196,7 +196,6 @@ def _step(opt, scaler, losses: Losses) -> torch.Tensor:
     scaler.scale(total).backward()
     scaler.step(opt)
     scaler.update()
-    return total.detach()
 
 
 def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = False,
