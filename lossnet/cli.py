@@ -194,7 +194,7 @@ def report(path, image, start: float) -> None:
 
 
 # Each module registers its subcommands; the library modules themselves know nothing of the CLI.
-COMMAND_MODULES = ["style", "fast", "superres", "pix2pix", "viz"]
+COMMAND_MODULES = ["style", "fast", "superres", "pix2pix", "viz", "serve"]
 
 
 def build_parser() -> Parser:

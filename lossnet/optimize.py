@@ -128,7 +128,7 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
                 x.clamp_(0, 1)
         row = {k: float(v) for k, v in last.items()}
         cfg.history.append({"iter": it, **row})
-        bar.update(1, row)
+        bar.update(1, row, image=lambda: x.detach().clamp(0, 1))  # the iterate, for an observer's live preview
         if cfg.snapshot_every and cfg.snapshot_path and it % cfg.snapshot_every == 0 and it < cfg.iters:
             _snapshot(cfg, x.detach().clamp(0, 1), it)
         if cfg.stop is not None and cfg.stop(cfg.history[-1]):

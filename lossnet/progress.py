@@ -9,6 +9,10 @@
 On a terminal the bar keeps a summary (tqdm's `leave=True`, the final loss terms in its postfix). Redirected,
 a bar would write one carriage-return update per step (54 KB for `lossnet demo`); instead one line every
 `every` seconds says the step, the loss terms and the ETA, and `close` writes the last line.
+
+A host that shows progress elsewhere (the studio's job process) registers one `observe(callback)`: every bar
+then also reports `callback(desc, n, total, terms, image)` on each update, where `image` is a function that
+returns the current picture (the pixel loop offers its iterate) or None. `close` reports with n = None.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ class _Lines:
         print(f"{self.desc}: {self.n}/{self.total} {_terms(self.terms)} ({tail})".replace("  ", " "),
               file=self.stream, flush=True)
 
-    def update(self, n: int = 1, terms: dict | None = None) -> None:
+    def update(self, n: int = 1, terms: dict | None = None, image=None) -> None:
         self.n += n
         self.terms = terms or self.terms
         if time.time() - self.last >= self.every:
@@ -52,7 +56,7 @@ class _Bar:
         from tqdm.auto import tqdm
         self.bar = tqdm(total=total, initial=initial, desc=desc, file=stream, dynamic_ncols=True, leave=True)
 
-    def update(self, n: int = 1, terms: dict | None = None) -> None:
+    def update(self, n: int = 1, terms: dict | None = None, image=None) -> None:
         if terms:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
         self.bar.update(n)
@@ -62,18 +66,48 @@ class _Bar:
 
 
 class _Off:
-    def update(self, n: int = 1, terms: dict | None = None) -> None:
+    def update(self, n: int = 1, terms: dict | None = None, image=None) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
+class _Observed:
+    """A bar that also tells the registered observer (see the module docstring)."""
+
+    def __init__(self, bar, total: int, initial: int, desc: str, callback):
+        self.bar, self.total, self.n, self.desc, self.callback = bar, total, initial, desc, callback
+        self.terms: dict = {}
+        callback(desc, initial, total, {}, None)
+
+    def update(self, n: int = 1, terms: dict | None = None, image=None) -> None:
+        self.n += n
+        self.terms = terms or self.terms
+        self.bar.update(n, terms)
+        self.callback(self.desc, self.n, self.total, self.terms, image)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.callback(self.desc, None, self.total, self.terms, None)
+
+
+_observer = None
+
+
+def observe(callback) -> None:
+    """Register the one observer of every later bar in this process (None: stop observing)."""
+    global _observer
+    _observer = callback
+
+
 def progress(total: int, desc: str, enabled: bool = True, initial: int = 0, every: float = 5.0, stream=None):
-    """A bar on a terminal, log lines elsewhere, nothing when not `enabled`."""
+    """A bar on a terminal, log lines elsewhere, nothing when not `enabled`; the observer sees it in all cases."""
     stream = stream or sys.stderr
     if not enabled:
-        return _Off()
-    if getattr(stream, "isatty", lambda: False)():
-        return _Bar(total, initial, desc, stream)
-    return _Lines(total, initial, desc, every, stream)
+        bar = _Off()
+    elif getattr(stream, "isatty", lambda: False)():
+        bar = _Bar(total, initial, desc, stream)
+    else:
+        bar = _Lines(total, initial, desc, every, stream)
+    return _Observed(bar, total, initial, desc, _observer) if _observer is not None else bar

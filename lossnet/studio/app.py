@@ -1,0 +1,279 @@
+"""The studio's ASGI app (Starlette): the page, and the JSON API it uses (documented in README.md).
+
+    POST   /api/jobs               multipart: method, files, parameters -> 202 {"id", ...}
+    GET    /api/jobs/{id}          {"state", "progress", "eta_s", "position", "error", ...}
+    GET    /api/jobs/{id}/events   server-sent events with the same fields, until the job ends
+    GET    /api/jobs/{id}/preview  the current iterate (pixel-loop methods), PNG
+    GET    /api/jobs/{id}/result   the result, PNG (?download=1: as an attachment)
+    DELETE /api/jobs/{id}          cancel
+    GET    /api/methods            methods, their uploads and parameters with defaults (from the CLI's parser)
+    GET    /api/health
+
+Uploads are checked by content with the CLI's own reader before anything is queued, stored under names the
+server chooses, and a refused one leaves nothing behind. Every error is JSON `{"error": "one sentence"}`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import LossnetError
+from . import methods as M
+from .jobs import PREVIEW, RESULT, TERMINAL, Job, JobQueue, QueueFull, new_id
+
+STATIC = Path(__file__).parent / "static"
+FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "MPO": ".jpg"}
+
+
+@dataclass
+class Settings:
+    run_dir: Path
+    workers: int = 1
+    max_queued: int = 8  # waiting jobs; one more is answered 503 with Retry-After
+    max_upload_mb: float = 25.0  # per request
+    max_pixels: int = 16_000_000  # per uploaded image, checked from its header before it is decoded
+    threads: int | None = None  # per job process (default: the cores shared among the workers)
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _client_name(name: str | None) -> str:
+    """A client's file name, for messages only (it never reaches the filesystem)."""
+    text = "".join(c for c in (name or "upload") if c.isprintable())[:80]
+    return text or "upload"
+
+
+def store_upload(u: M.Upload, data: bytes, filename: str, folder: Path, index: int, max_pixels: int) -> Path:
+    """Check one upload by its content and keep it under a server-chosen name; BadRequest (nothing kept) if not."""
+    shown = f"{u.field} ({_client_name(filename)})"
+    if not data:
+        raise M.BadRequest(f"{shown} is empty")
+    if u.kind == "image":
+        from PIL import Image, UnidentifiedImageError
+        try:
+            fmt = Image.open(BytesIO(data)).format
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+            fmt = None
+        if fmt not in FORMATS:
+            raise M.BadRequest(f"{shown} is not an image lossnet can read (checked by its content, not its name)")
+        path = folder / f"{u.field}-{index}{FORMATS[fmt]}"
+    else:
+        path = folder / f"{u.field}-{index}.safetensors"
+    path.write_bytes(data)
+    try:
+        if u.kind == "image":
+            from ..io import load_image
+            load_image(path, max_pixels=max_pixels)  # the CLI's reader: truncation, bombs, tiny or odd images
+        else:
+            from ..weights import read_model
+            read_model(path, u.kind)
+    except LossnetError as e:
+        path.unlink(missing_ok=True)
+        raise M.BadRequest(f"{shown}: {str(e).replace(str(path), repr(_client_name(filename)))}") from None
+    except Exception:  # noqa: BLE001 - whatever a hostile file makes a reader raise, the answer is one sentence
+        path.unlink(missing_ok=True)
+        raise M.BadRequest(f"{shown} cannot be read as {'an image' if u.kind == 'image' else 'a lossnet model'}") from None
+    return path
+
+
+def stages_of(m: M.Method, fields: dict) -> int:
+    """Progress bars the job opens in turn: DeepDream one per octave, the rest one."""
+    if m.name == "deepdream":
+        return int(fields.get("octaves") or M.action(m, "octaves").default)
+    return 1
+
+
+def create_app(settings: Settings) -> Starlette:
+    queue: JobQueue | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        nonlocal queue
+        queue = JobQueue(settings.run_dir, settings.workers, settings.max_queued, settings.threads)
+        app.state.queue = queue
+        try:
+            yield
+        finally:
+            await run_in_threadpool(queue.close)
+
+    def job_or_404(request: Request) -> Job:
+        job = queue.get(request.path_params["job_id"])
+        if job is None:
+            raise HTTPException(404, "no such job")
+        return job
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def health(request: Request) -> Response:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            release = version("lossnet")
+        except PackageNotFoundError:
+            release = "unknown"
+        return JSONResponse({"status": "ok", "version": release, "workers": settings.workers,
+                             "running": len(queue.running), "queued": len(queue.waiting),
+                             "max_queued": settings.max_queued, "max_upload_mb": settings.max_upload_mb,
+                             "max_pixels": settings.max_pixels, "run_dir": str(settings.run_dir)})
+
+    async def list_methods(request: Request) -> Response:
+        return JSONResponse({"methods": await run_in_threadpool(M.catalog)})
+
+    async def submit(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is None:
+            return error(411, "send the upload with a Content-Length")
+        if not length.isdigit() or int(length) > settings.max_upload_mb * 1e6:
+            return error(413, f"the upload is over the {settings.max_upload_mb:g} MB limit")
+        try:
+            queue.check_room()
+        except QueueFull as e:
+            return error(503, str(e), {"Retry-After": str(e.retry_after)})
+        try:
+            form = await request.form(max_files=16, max_fields=64)
+        except Exception as e:  # noqa: BLE001 - starlette's parser errors: malformed multipart
+            return error(400, f"cannot read the form: {str(e).splitlines()[0][:120] if str(e) else 'malformed'}")
+        folder = None
+        try:
+            try:
+                m = M.method(str(form.get("method") or ""))
+            except M.BadRequest:
+                if not form.get("method"):
+                    raise M.BadRequest(f"say which method: one of {', '.join(x.name for x in M.METHODS)}") from None
+                raise
+            fields, uploads = {}, {}
+            for key, value in form.multi_items():
+                if key == "method":
+                    continue
+                if hasattr(value, "read"):
+                    uploads.setdefault(key, []).append(value)
+                elif key in fields:
+                    raise M.BadRequest(f"parameter {key} is given twice")
+                else:
+                    fields[key] = str(value)
+            known = {u.field: u for u in m.uploads}
+            for key in uploads:
+                if key not in known:
+                    raise M.BadRequest(f"{m.name} takes no file {key!r}" + (
+                        f": its files are {', '.join(known)}" if known else ""))
+            job_id = new_id()
+            folder = settings.run_dir / job_id
+            folder.mkdir(parents=True)
+            stored: dict[str, list[str]] = {}
+            for key, files in uploads.items():
+                u = known[key]
+                limit = min(settings.max_pixels, m.max_input_pixels or settings.max_pixels)
+                for i, f in enumerate(files[:u.multiple]):
+                    data = await f.read()
+                    stored.setdefault(key, []).append(str(await run_in_threadpool(
+                        store_upload, u, data, f.filename, folder, i, limit)))
+                if len(files) > u.multiple:
+                    raise M.BadRequest(f"{key!r} takes at most {u.multiple} file{'s' if u.multiple > 1 else ''}")
+            argv = M.argv_for(m, fields, stored, str(folder / RESULT))
+            job = queue.submit(Job(job_id, m.name, argv, folder, stages_of(m, fields)))
+        except M.BadRequest as e:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            return error(400, str(e))
+        except QueueFull as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            return error(503, str(e), {"Retry-After": str(e.retry_after)})
+        finally:
+            await form.close()
+        state = queue.public(job)
+        return JSONResponse({**state, "urls": urls(job)}, status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+    def urls(job: Job) -> dict:
+        base = f"/api/jobs/{job.id}"
+        return {"self": base, "events": base + "/events", "preview": base + "/preview", "result": base + "/result"}
+
+    def described(job: Job) -> dict:
+        state = queue.public(job)
+        state["preview_url"] = f"/api/jobs/{job.id}/preview?n={job.previews}" if job.previews else None
+        state["result_url"] = f"/api/jobs/{job.id}/result" if job.state == "done" else None
+        return state
+
+    async def job_status(request: Request) -> Response:
+        return JSONResponse(described(job_or_404(request)))
+
+    async def list_jobs(request: Request) -> Response:
+        with queue.lock:
+            jobs = list(queue.jobs.values())
+        return JSONResponse({"jobs": [described(j) for j in jobs]})
+
+    async def cancel(request: Request) -> Response:
+        job = job_or_404(request)
+        if job.state in TERMINAL:
+            return error(409, f"the job has already ended ({job.state})")
+        await run_in_threadpool(queue.cancel, job)
+        return JSONResponse(described(job))
+
+    async def events(request: Request) -> Response:
+        job = job_or_404(request)
+
+        async def stream():
+            last, quiet = None, 0.0
+            while True:
+                state = described(job)
+                news = {k: v for k, v in state.items() if k != "elapsed_s"}  # the clock alone is no news
+                if news != last:
+                    yield f"data: {json.dumps(state)}\n\n"
+                    last, quiet = news, 0.0
+                elif quiet >= 15:  # a comment keeps proxies and browsers from dropping an idle stream
+                    yield ": keep-alive\n\n"
+                    quiet = 0.0
+                if state["state"] in TERMINAL:
+                    return
+                await asyncio.sleep(0.2)
+                quiet += 0.2
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def preview(request: Request) -> Response:
+        job = job_or_404(request)
+        path = job.folder / PREVIEW
+        if not path.is_file():
+            return error(404, "no preview yet" if job.state not in TERMINAL else "this job made no preview")
+        return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def result(request: Request) -> Response:
+        job = job_or_404(request)
+        if job.state != "done":
+            return error(409, f"the job is {job.state}, not done" + (f": {job.error}" if job.error else ""))
+        name = f"lossnet-{job.method}-{job.id[:8]}.png"
+        disposition = "attachment" if request.query_params.get("download") else "inline"
+        return FileResponse(job.folder / RESULT, media_type="image/png",
+                            headers={"Content-Disposition": f'{disposition}; filename="{name}"'})
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return error(exc.status_code, exc.detail if isinstance(exc.detail, str) else "request refused")
+
+    routes = [
+        Route("/", index),
+        Route("/api/health", health),
+        Route("/api/methods", list_methods),
+        Route("/api/jobs", submit, methods=["POST"]),
+        Route("/api/jobs", list_jobs, methods=["GET"]),
+        Route("/api/jobs/{job_id:str}", job_status, methods=["GET"]),
+        Route("/api/jobs/{job_id:str}", cancel, methods=["DELETE"]),
+        Route("/api/jobs/{job_id:str}/events", events),
+        Route("/api/jobs/{job_id:str}/preview", preview),
+        Route("/api/jobs/{job_id:str}/result", result),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
