@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench fuzz clean
+.PHONY: install demo test bench fuzz clean chromium
 
 install: $(STAMP)
 
@@ -21,7 +21,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	LOSSNET_OFFLINE=1 $(BIN)/lossnet demo
 
-test: $(STAMP)
+# Chromium for the studio's browser tests (tests/test_studio_browser.py), installed when missing.
+chromium:
+	@scripts/install-chromium.sh
+
+test: $(STAMP) chromium
 	LOSSNET_OFFLINE=1 $(BIN)/python -m pytest
 
 # The long fuzz profile (tests/test_fuzz.py): thousands of examples per property, about 20-30 minutes on 2 cores.

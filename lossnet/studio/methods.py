@@ -10,6 +10,7 @@ minute on 2 cores; they are shown as the default and the CLI default is listed b
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -167,8 +168,10 @@ def describe(m: Method) -> dict:
             kind, minimum = "boolean", None
         else:
             kind, minimum = _TYPES.get(a.type, ("text", None))
+        # the help without its "(default X)": the page shows the value, and the CLI's default when it differs
+        text = re.sub(r"\s*\(default [^)]*\)|\.?\s*Default \S+$", "", (a.help or "").replace("%%", "%"))
         row = {"name": dest, "flag": flag, "type": kind, "default": m.defaults.get(dest, a.default),
-               "cli_default": a.default, "help": (a.help or "").replace("%%", "%")}
+               "cli_default": a.default, "help": text}
         choices = _choices(m, dest, a)
         if choices:
             row["type"], row["choices"] = "choice", choices

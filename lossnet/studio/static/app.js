@@ -69,8 +69,9 @@ function dropZone(u) {
 
 function paramField(p) {
   const id = `param-${p.name}`;
-  const help = el("span", { class: "help" }, p.help + (p.cli_default !== p.default && p.cli_default !== null
-    ? ` (command line default ${p.cli_default})` : ""));
+  const shown = value => Array.isArray(value) ? value.join(",") : String(value);
+  const help = el("span", { class: "help" }, p.help + (p.cli_default !== null && shown(p.cli_default) !== shown(p.default)
+    ? ` (command line default ${shown(p.cli_default)})` : ""));
   let input;
   if (p.type === "boolean") {
     input = el("input", { type: "checkbox", id, name: p.name, checked: p.default === true });
@@ -180,7 +181,7 @@ function show(card, job) {
   $(".job-progress", card).value = job.progress || 0;
   const info = [];
   if (job.state === "queued") info.push(job.position === 0 ? "next in the queue" : `${job.position} ahead in the queue`);
-  if (job.stage) info.push(job.stage);
+  if (job.stage && job.state === "running") info.push(job.stage);
   if (job.state === "queued" || job.state === "running") {
     info.push(`${Math.round(100 * (job.progress || 0))} %`);
     if (job.eta_s !== null && job.eta_s !== undefined) info.push(`about ${seconds(job.eta_s)} left`);
