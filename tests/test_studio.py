@@ -226,3 +226,24 @@ def test_unknown_jobs_routes_and_oversized_requests_get_json_errors(studio):
     page = studio.get("/")
     assert page.status_code == 200 and "lossnet studio" in page.text
     assert studio.get("/static/app.js").status_code == 200
+
+
+@pytest.mark.parametrize("method, files, fields", [
+    ("superres", {"input": [("lr.png", png_bytes(32))]}, {"model": "x4-pixel"}),
+    ("pix2pix", {"input": [("labels.png", png_bytes(64))]}, {}),
+    ("texture", {"style": [("t.png", png_bytes(48, "coffee"))]}, {"size": 48, "iters": 3}),
+    ("saliency", {"image": [("i.png", png_bytes(64))]}, {}),
+    ("guided", {"image": [("i.png", png_bytes(64))]}, {"target": "1"}),
+    ("occlusion", {"image": [("i.png", png_bytes(64))]}, {"patch": 64, "stride": 64}),
+    ("class-model", {}, {"target": "goldfish", "iters": 2}),
+    ("deepdream", {"image": [("i.png", png_bytes(64))]}, {"size": 48, "iters": 1, "octaves": 2}),
+])
+def test_every_method_runs_through_the_studio(studio, method, files, fields):
+    r = submit(studio, method, files, **fields)
+    assert r.status_code == 202, r.text
+    state = wait(studio, r.json()["id"])
+    assert state["state"] == "done", state
+    image = Image.open(io.BytesIO(studio.get(state["result_url"]).content))
+    if method == "superres":
+        assert image.size == (128, 128)
+    assert min(image.size) >= 32

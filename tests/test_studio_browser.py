@@ -135,3 +135,18 @@ def test_a_bad_file_shows_the_servers_error_on_the_page(page, images):
     error = page.wait_for_selector("#form-error:not([hidden])", timeout=10_000)
     assert "not an image lossnet can read" in error.inner_text()
     assert page.query_selector_all(".job") == []
+
+
+def test_a_multi_style_model_gets_one_blend_slider_per_style(page, images):
+    choose(page, "fast-style", {"content": [images["photo"]]}, model="scream-kandinsky", size=64)
+    sliders = page.query_selector_all("[data-param=blend] input[type=range]")
+    assert len(sliders) == 2 and page.is_hidden("#param-blend")
+    sliders[0].fill("0.8")
+    sliders[1].fill("0.2")
+    assert page.input_value("#param-blend") == "0.8,0.2"
+    page.select_option("#param-model", "starry")  # one style: no sliders
+    assert page.query_selector_all("[data-param=blend] input[type=range]") == []
+    page.select_option("#param-model", "scream-kandinsky")
+    page.query_selector_all("[data-param=blend] input[type=range]")[1].fill("1")
+    page.click("#run")
+    page.wait_for_selector(".job[data-state=done]", timeout=60_000)
