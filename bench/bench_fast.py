@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lossnet import fast  # noqa: E402
+from lossnet import export, fast  # noqa: E402
 from lossnet.nets.transformer import TransformerNet  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -111,14 +111,14 @@ def speed_rows(model: TransformerNet, name: str, sizes=(256, 512, 1024)) -> list
     import tempfile
     rows = []
     onnx = Path(tempfile.mkdtemp()) / f"{name}.onnx"
-    fast.export_onnx(model, onnx)
-    session = fast.onnx_session(onnx, THREADS)
+    export.export_onnx(model, onnx)
+    session = export.onnx_session(onnx, THREADS)
     for s in sizes:
         x = torch.rand(1, 3, s, s)
         repeats = 9 if s <= 256 else 5 if s <= 512 else 3
         with torch.inference_mode():
             eager = best_ms(lambda: model(x), repeats)
-        ort = best_ms(lambda: fast.run_onnx(session, x), repeats)
+        ort = best_ms(lambda: export.run_onnx(session, x), repeats)
         gflop = conv_flops(model, (s, s)) / 1e9
         rows.append((name, s, gflop, eager, ort))
     return rows
@@ -155,6 +155,24 @@ def main(argv=None) -> None:
 STARTS = ("photo", "noise")
 
 
+def model_objective(name: str):
+    """(network, FastStyleConfig, loss network, [target Grams of each style]): the objective a bundled model was
+    trained on, read from its file, so that its outputs can be scored on it (`fast.objective_value`)."""
+    from lossnet.weights import read_model
+
+    net = fast.load_transformer(name)
+    _, config = read_model(fast.model_path(name), fast.KIND)
+    t = config["training"]
+    if t.get("teacher") and not max(t["content_weight"], t["style_weight"], t["tv_weight"]):
+        # pure distillation (no objective of its own): judge it by its teacher's objective
+        t = read_model(fast.model_path(t["teacher"]), fast.KIND)[1]["training"]
+    cfg = fast.FastStyleConfig(styles=[str(STYLES / s) for s in config["styles"]], data=[],
+                               **{k: t[k] for k in ("content_layers", "style_layers", "style_layer_weights",
+                                                    "content_weight", "style_weight", "tv_weight", "style_size")})
+    loss_net = fast.loss_network(cfg, quiet=True)
+    return net, cfg, loss_net, fast.style_targets(loss_net, fast.load_styles(cfg), cfg.style_layers)
+
+
 def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 256,
             checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality") -> None:
     """The paper's claim: one forward pass reaches the objective Gatys reaches after ~50-100 L-BFGS iterations.
@@ -164,7 +182,6 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
     used for training), longest side `size` (the networks train on 256 px crops). Also the style term alone,
     relative to the photo's own (the independent check of the issue: lower = more stylised)."""
     from lossnet.io import list_images, load_image
-    from lossnet.weights import read_model
 
     torch.set_num_threads(THREADS)
     cache.mkdir(parents=True, exist_ok=True)
@@ -174,17 +191,8 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
     images = [load_image(f, size) for f in files]
     table = []
     for name in model_names:
-        net = fast.load_transformer(name)
-        _, config = read_model(fast.model_path(name), fast.KIND)
-        t = config["training"]
-        if t.get("teacher") and not max(t["content_weight"], t["style_weight"], t["tv_weight"]):
-            # pure distillation (no objective of its own): judge it by its teacher's objective
-            t = read_model(fast.model_path(t["teacher"]), fast.KIND)[1]["training"]
-        cfg = fast.FastStyleConfig(styles=[str(STYLES / s) for s in config["styles"]], data=[],
-                                   **{k: t[k] for k in ("content_layers", "style_layers", "style_layer_weights",
-                                                        "content_weight", "style_weight", "tv_weight", "style_size")})
-        loss_net = fast.loss_network(cfg, quiet=True)
-        for k, grams in enumerate(fast.style_targets(loss_net, fast.load_styles(cfg), cfg.style_layers)):
+        net, cfg, loss_net, targets = model_objective(name)
+        for k, grams in enumerate(targets):
             style = fast.style_weights(net, k if net.n_styles > 1 else None)
             values, style_ratio = [], []
             for image in images:
@@ -236,8 +244,8 @@ def gatys_curves(cfg, loss_net, grams, style_name: str, files, images, iters: in
                 obj = fast.objective(cfg, loss_net(image), grams)
             init = image if start == "photo" else torch.rand(image.shape, generator=torch.Generator().manual_seed(0))
             loop = LoopConfig(iters=iters + 1, progress=False, precision="fp32")
-            optimize_pixels(obj, loss_net, init, loop)
-            curves[f.name] = [row["loss"] for row in loop.history]  # [i]: the objective after i updates
+            _, history = optimize_pixels(obj, loss_net, init, loop)
+            curves[f.name] = [row["loss"] for row in history]  # [i]: the objective after i updates
             path.write_text(json.dumps(curves))
     return curves
 

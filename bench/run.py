@@ -1,7 +1,8 @@
 """`make bench`: run the benchmark modules and record their tables in BENCHMARKS.md.
 
-    .venv/bin/python bench/run.py                # every module in BENCHES
+    .venv/bin/python bench/run.py                # every module in BENCHES -> runs/bench/BENCHMARKS.md
     .venv/bin/python bench/run.py --only core    # one of them (repeatable)
+    LOSSNET_BENCH_RECORD=1 .venv/bin/python bench/run.py   # (make bench-record) -> the tracked BENCHMARKS.md
 
 A module is `bench/bench_NAME.py` with `main(argv) -> None`; it prints a markdown section and calls
 `write_section(heading, text)` to replace its own section of BENCHMARKS.md. To add one, write the module
@@ -19,11 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ["core", "viz", "fast", "sr", "precision", "studio"]  # bench/bench_<name>.py
+BENCHES = ["core", "viz", "fast", "sr", "precision", "studio", "video"]  # bench/bench_<name>.py
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nWritten by `make bench` (`bench/run.py`); each section by one module in `bench/`.\n"
+HEADER = "# Benchmarks\n\nWritten by `make bench-record` (`bench/run.py`); each section by one module in `bench/`.\n"
 
 
 def machine() -> str:
@@ -50,8 +51,23 @@ def commit() -> str:
         return "?"
 
 
-def write_section(heading: str, text: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace `## heading` (up to the next `## `) in BENCHMARKS.md with `text`, or append it."""
+def results_file() -> Path:
+    """Where sections go: the tracked BENCHMARKS.md only when recording (`make bench-record`, or
+    LOSSNET_BENCH_RECORD=1), else runs/bench/BENCHMARKS.md (a copy of it, gitignored), so a user's
+    `make bench` leaves the checkout clean."""
+    if os.environ.get("LOSSNET_BENCH_RECORD"):
+        return BENCHMARKS_MD
+    local = ROOT / "runs" / "bench" / "BENCHMARKS.md"
+    if not local.is_file():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(BENCHMARKS_MD.read_text() if BENCHMARKS_MD.is_file() else HEADER)
+    return local
+
+
+def write_section(heading: str, text: str, path: Path | None = None) -> None:
+    """Replace `## heading` (up to the next `## `) in the results file with `text`, or append it."""
+    path = path or results_file()
+    print(f"(section {heading!r} written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
     old = path.read_text() if path.is_file() else HEADER
     section = f"## {heading}\n\n{text.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)

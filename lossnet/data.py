@@ -3,8 +3,9 @@
 Every item is float in [0, 1] (pix2pix maps to [-1, 1] for its Tanh itself). A data set is anything with
 `len()` and `sample(index, generator) -> item | None`; all its randomness (crop, flip) comes from
 `generator`, and `generator=None` means the deterministic evaluation transform (centre crop, no flip).
-`infinite_batches` derives a generator from (seed, epoch, position) for every item and a shuffled order
-from (seed, epoch), so a whole run is a function of the seed and resumes exactly from `stream.state()`.
+A `BatchStream` (`infinite_batches`) derives a generator from (seed, epoch, position) for every item and a
+shuffled order from (seed, epoch); `StepBatches` positions it from the training step, so a batch is a function
+of (seed, step) and a resumed run replays nothing.
 
 A file that cannot be read is skipped with a `SkippedFileWarning` naming it (once), and training goes on;
 only a data set with nothing usable is an error. In the two-folder pix2pix layout a pair whose images differ

@@ -23,6 +23,8 @@ def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
 
 
 def run_demo(out: Path, quick: bool = False) -> list[Path]:
+    from .weights import vgg_weights
+    vgg_weights("vgg16", quiet=True)  # no weights: the one-line error comes before anything is written
     out.mkdir(parents=True, exist_ok=True)
     sizes, iters = ([64], [10]) if quick else ([128, 256], [120, 80])
     start = time.time()

@@ -25,14 +25,13 @@ import torch.nn.functional as F
 from . import objectives as O
 from .color import keep_colors
 from .data import StepBatches, photo_crops
-from .distributed import is_main_process
 from .errors import LossnetError
 from .features import LossNetwork, build_matching
-from .io import MIN_SIDE, load_image, resize_longest
+from .io import MIN_SIDE, load_image, picture, resize_longest
 from .nets.transformer import ARCHS, CondInstanceNorm, TransformerNet
 from .style import blended_grams, check_weights
 from .precision import announce, resolve as resolve_precision
-from .train import TrainConfig, seeded, train
+from .train import TrainConfig, seeded, train_to_file
 
 MODELS_DIR = Path(__file__).parent / "models"
 KIND = "transformer"
@@ -193,8 +192,7 @@ def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | 
     def write(step: int) -> Path:
         meta = {**cfg.train.meta, "training": {**cfg.train.meta["training"], "steps": step}}
         return save_transformer(net, output, meta, half)
-    rows = train(task, run_dir, cfg.train, resume=resume, on_checkpoint=write)
-    return write(rows[-1]["step"] if rows else cfg.train.iters) if is_main_process() else output
+    return train_to_file(task, run_dir, cfg.train, resume, write) or output
 
 
 def save_transformer(net: TransformerNet, path: str | os.PathLike, config: dict, half: bool = True) -> Path:
@@ -216,19 +214,64 @@ def model_path(spec: str | os.PathLike) -> Path:
 
 
 def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cpu") -> TransformerNet:
-    """A TransformerNet from a bundled name or a .safetensors model file (fp32, eval mode)."""
+    """A TransformerNet from a bundled name, a .safetensors model file, or a pytorch/examples fast-neural-style
+    state dict (.pth/.pt/.model: read with weights_only=True, never unpickled) (fp32, eval mode)."""
     if isinstance(spec, TransformerNet):
         return spec.to(device).eval()
     from .weights import read_model
 
     path = model_path(spec)
+    if path.suffix in EXAMPLES_SUFFIXES:
+        return load_examples_model(path).to(device).eval()
     sd, config = read_model(path, KIND)
-    keys = ("n_styles", "norm", "arch", "channels", "n_residual")
+    keys = ("n_styles", "norm", "arch", "channels", "n_residual", "global_skip")
     net = build_matching(lambda: TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k])
                                                    for k in keys if k in config}),
                          sd, f"the transformer described in {path}")
     net.styles = list(config.get("styles", []))
     return net.to(device).eval()
+
+
+# pytorch/examples' fast_neural_style saves `torch.save(model.state_dict(), "*.model")`; its four pretrained
+# styles ship as .pth. Same network as ours (Johnson et al. with instance norm, reflection padding and
+# resize-convolutions), other names, and no global skip: 0-255 in, 0-255 out.
+EXAMPLES_SUFFIXES = {".pth", ".pt", ".model"}
+_EXAMPLES_LAYERS = {"conv1": "down.0", "conv2": "down.1", "conv3": "down.2", "deconv1": "up.0", "deconv2": "up.1",
+                    "deconv3": "up.2", **{f"res{i + 1}": f"residual.{i}" for i in range(5)}}
+_EXAMPLES_NORMS = {"in1": "down.0", "in2": "down.1", "in3": "down.2", "in4": "up.0", "in5": "up.1"}
+
+
+def examples_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """pytorch/examples TransformerNet keys -> ours (`conv1.conv2d.weight` -> `down.0.conv.weight`, `in1.weight`
+    -> `down.0.norm.weight` as one style, `res1.in2.bias` -> `residual.0.conv2.norm.bias`); the running statistics
+    old torch versions saved with InstanceNorm2d are unused by instance norm and dropped."""
+    import re
+    out = {}
+    for key, value in sd.items():
+        if re.fullmatch(r"(.*\.)?in\d\.(running_mean|running_var|num_batches_tracked)", key):
+            continue
+        parts = key.split(".")
+        if parts[0] in _EXAMPLES_NORMS and len(parts) == 2:
+            out[f"{_EXAMPLES_NORMS[parts[0]]}.norm.{parts[1]}"] = value[None]
+        elif parts[0].startswith("res") and parts[0] in _EXAMPLES_LAYERS and len(parts) == 3 and parts[1] in ("in1", "in2"):
+            out[f"{_EXAMPLES_LAYERS[parts[0]]}.conv{parts[1][2]}.norm.{parts[2]}"] = value[None]
+        elif parts[0].startswith("res") and parts[0] in _EXAMPLES_LAYERS and len(parts) == 4 and parts[2] == "conv2d":
+            out[f"{_EXAMPLES_LAYERS[parts[0]]}.{parts[1]}.conv.{parts[3]}"] = value
+        elif parts[0] in _EXAMPLES_LAYERS and len(parts) == 3 and parts[1] == "conv2d":
+            out[f"{_EXAMPLES_LAYERS[parts[0]]}.conv.{parts[2]}"] = value
+        else:
+            raise LossnetError(f"{key!r} is not a key of pytorch/examples' fast-neural-style TransformerNet")
+    return out
+
+
+def load_examples_model(path: Path) -> TransformerNet:
+    """A pytorch/examples fast-neural-style model file as a lossnet TransformerNet (outputs equal to theirs)."""
+    from .weights import load_state_dict
+    sd = examples_keys(load_state_dict(path))
+    net = build_matching(lambda: TransformerNet(global_skip=False), sd,
+                         f"pytorch/examples' fast-neural-style network (from {path})")
+    net.styles = [path.stem]
+    return net
 
 
 def style_weights(net: TransformerNet, index: int | None = None, blend: Sequence[float] | None = None):
@@ -299,86 +342,28 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768,
                     m.stats = None
         out = torch.cat(pieces)
     out = out.clamp(0, 1)
-    return keep_colors(out, image) if preserve_colors else out
+    return picture(keep_colors(out, image) if preserve_colors else out)
 
 
 def apply_many(net: TransformerNet, images: Sequence[tuple[Path, torch.Tensor]], out_dir: Path, style=None,
                batch_size: int = 4, **opts) -> list[Path]:
     """Stylise (path, image) pairs into out_dir/<name>.png, same-sized images batched together."""
     from .io import save_image
+    from .progress import progress
 
     written, groups = [], {}
     for path, image in images:
         groups.setdefault(tuple(image.shape[-2:]), []).append((path, image))
+    bar = progress(len(images), "stylize folder")
     for group in groups.values():
         for i in range(0, len(group), batch_size):
             chunk = group[i:i + batch_size]
             result = apply(net, torch.cat([im for _, im in chunk]), style, **opts)
             for (path, _), image in zip(chunk, result):
                 written.append(save_image(image[None], out_dir / f"{path.stem}.png"))
+            bar.update(len(chunk))
+    bar.close()
     return written
-
-
-# ----------------------------------------------------------------------------- ONNX
-class _OnnxBody(torch.nn.Module):
-    def __init__(self, net: TransformerNet):
-        super().__init__()
-        self.net = net
-
-    def forward(self, image, style=None):
-        return self.net.body(image, style)
-
-
-def export_onnx(net: TransformerNet, path: str | os.PathLike, opset: int = 17) -> Path:
-    """ONNX graph of the network: input `image` (N, 3, H, W) with H, W multiples of 4 (`run_onnx` pads),
-    plus `style` (N, n_styles) blend weights for a multi-style network; output `output`, same shape."""
-    import warnings
-    from .io import atomic_write
-
-    path = Path(path)
-    if path.suffix != ".onnx":
-        raise LossnetError(f"{path}: the ONNX file needs the .onnx suffix")
-    if not (path.parent if str(path.parent) else Path(".")).is_dir():
-        raise LossnetError(f"output folder does not exist: {path.parent}")
-    net = net.cpu().eval()
-    x = torch.rand(1, 3, 64, 64)
-    names, axes = ["image"], {"image": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}}
-    args = (x,)
-    if net.n_styles > 1:
-        args = (x, torch.full((1, net.n_styles), 1.0 / net.n_styles))
-        names.append("style")
-        axes["style"] = {0: "n"}
-
-    def write(tmp):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(_OnnxBody(net), args, str(tmp), input_names=names, output_names=["output"],
-                              dynamic_axes=axes, opset_version=opset, dynamo=False,
-                              do_constant_folding=False)  # folding breaks the graph of a fresh (ones/zeros) norm
-    return atomic_write(path, write)
-
-
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(session, image: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-    """Run an exported network like `TransformerNet.forward` (pads to a multiple of 4 and crops back)."""
-    h, w = image.shape[-2:]
-    ph, pw = -h % 4, -w % 4
-    x = F.pad(image, (0, pw, 0, ph), mode="reflect") if ph or pw else image
-    feed = {"image": x.numpy().astype("float32")}
-    if any(i.name == "style" for i in session.get_inputs()):
-        n = len(session.get_inputs()[1].shape) and session.get_inputs()[1].shape[1]
-        s = style if style is not None else F.one_hot(torch.tensor(0), int(n)).float()
-        feed["style"] = s.expand(x.shape[0], -1).numpy().astype("float32")
-    return torch.from_numpy(session.run(None, feed)[0])[..., :h, :w]
 
 
 # ----------------------------------------------------------------------------- demo

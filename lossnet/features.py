@@ -90,6 +90,10 @@ class LossNetwork(nn.Module):
         if not quiet:
             notice(f"loss network weights: {weights.description}")
 
+    def taps(self, image: torch.Tensor, names) -> dict[str, torch.Tensor]:
+        """The Taps protocol (as `Classifier.taps`): {name: activation} for `names`, computed only as deep as needed."""
+        return self.forward(image, list(names))
+
     def forward(self, image: torch.Tensor, layers=None) -> dict[str, torch.Tensor]:
         """{tap: activation} for `layers` (default: every tap); the pass stops at the deepest one asked for,
         so a content target at relu2_2 costs only the first four convs."""

@@ -129,6 +129,36 @@ def resize(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=hw, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
+class Picture(torch.Tensor):
+    """An image tensor, (1, 3, H, W) or (3, H, W) in [0, 1], that shows itself in Jupyter (`_repr_png_`) and
+    converts with `.pil()`: what lossnet's entry points (stylize, texture, invert, apply, upscale) return.
+    Any operation on it gives a plain tensor, so it behaves as one everywhere else. `history`: the pixel
+    loop's rows ({"iter", "loss", term...} per iteration) for the methods that optimise it, else empty."""
+
+    history: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+    def pil(self) -> Image.Image:
+        return to_pil(self.as_subclass(torch.Tensor).detach().cpu())
+
+    def _repr_png_(self) -> bytes:
+        import io
+        buffer = io.BytesIO()
+        self.pil().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def picture(image: torch.Tensor, history: list | None = None) -> Picture:
+    """`image` (no copy) as a Picture, with the loop's `history` when it has one."""
+    result = image.as_subclass(Picture)
+    result.history = list(history or [])
+    return result
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """(1, 3, H, W) or (3, H, W) in [0, 1] -> 8-bit RGB Pillow image."""
     if image.dim() == 4:

@@ -26,6 +26,7 @@ from .data import PairedImages, holdout
 from .distributed import is_main_process
 from .errors import LossnetError, suggest
 from .features import build_matching
+from .io import picture
 from .nets.patchgan import define_discriminator
 from .nets.unet import define_generator
 from .data import StepBatches
@@ -143,8 +144,9 @@ def train_pix2pix(cfg: Pix2PixConfig, run_dir: str | os.PathLike, resume: bool =
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise LossnetError(f"run folder {run_dir} exists and is not a folder")
-    if not (run_dir.parent if str(run_dir.parent) else Path(".")).is_dir():
-        raise LossnetError(f"folder does not exist: {run_dir.parent}")
+    blocked = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:  # missing folders above the run folder are made, like mkdir -p; a file cannot be
+        raise LossnetError(f"cannot make the run folder {run_dir}: {blocked} is a file")
     if cfg.train.decay_from is None:
         cfg.train.decay_from = cfg.train.iters // 2  # the paper's schedule: half constant, half decaying
     task = Pix2PixTask(cfg)  # bad data or options fail here, before run_dir is made
@@ -215,7 +217,7 @@ def apply(net: torch.nn.Module, image: torch.Tensor, seed: int | None = 0, preci
     with announce(resolve_precision(precision, device)).autocast():
         y = net(x.to(device)).float().cpu()
     y = y[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
-    return ((y + 1) / 2).clamp(0, 1)
+    return picture(((y + 1) / 2).clamp(0, 1))
 
 
 # ----------------------------------------------------------------------------- test page

@@ -16,7 +16,7 @@ from . import objectives as O
 from .color import keep_colors, luminance, match_luminance
 from .errors import LossnetError
 from .features import LossNetwork
-from .io import load_image, resize, resize_longest
+from .io import load_image, picture, resize, resize_longest
 from .optimize import LoopConfig, coarse_to_fine
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -102,8 +102,12 @@ def _content_objective(net, target: torch.Tensor, layers) -> O.Objective:
 
 
 def stylize(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: StyleConfig | None = None,
-            blend: Sequence[float] | None = None) -> torch.Tensor:
-    """Optimise an image whose features match `content` and whose Grams match the blended `styles`."""
+            blend: Sequence[float] | None = None, init: torch.Tensor | None = None,
+            extra: O.Objective | None = None) -> torch.Tensor:
+    """Optimise an image whose features match `content` and whose Grams match the blended `styles`.
+
+    `init`, an image, replaces `cfg.init` as the start; `extra` is added to the objective at every scale
+    (lossnet.temporal passes the warped previous frame and its temporal term)."""
     cfg = cfg or StyleConfig()
     if not styles:
         raise LossnetError("at least one style image is needed")
@@ -119,10 +123,11 @@ def stylize(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: StyleCon
         objective = (cfg.content_weight * _content_objective(net, target, list(cfg.content_layers))
                      + cfg.style_weight * _style_objective(net, styles, blend, cfg, hw)
                      + cfg.tv_weight * O.tv())
-        return objective, _start(cfg.init, hw, content, cfg.seed).to(cfg.device)
+        start = resize(init, hw) if init is not None else _start(cfg.init, hw, content, cfg.seed)
+        return (objective + extra if extra is not None else objective), start.to(cfg.device)
 
-    result = coarse_to_fine([_hw(content, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters)
-    return keep_colors(result, original.to(result.device)) if cfg.original_colors else result
+    result, history = coarse_to_fine([_hw(content, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters)
+    return picture(keep_colors(result, original.to(result.device)) if cfg.original_colors else result, history)
 
 
 def texture(style: torch.Tensor | Sequence[torch.Tensor], size: tuple[int, int], cfg: StyleConfig | None = None,
@@ -140,7 +145,7 @@ def texture(style: torch.Tensor | Sequence[torch.Tensor], size: tuple[int, int],
         objective = cfg.style_weight * _style_objective(net, styles, blend, cfg, hw) + cfg.tv_weight * O.tv()
         return objective, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
 
-    return coarse_to_fine(stages, build, net, cfg.loop, cfg.iters)
+    return picture(*coarse_to_fine(stages, build, net, cfg.loop, cfg.iters))
 
 
 def invert(image: torch.Tensor, layer: str = "relu3_3", cfg: StyleConfig | None = None) -> torch.Tensor:
@@ -153,4 +158,4 @@ def invert(image: torch.Tensor, layer: str = "relu3_3", cfg: StyleConfig | None 
         objective = cfg.content_weight * _content_objective(net, resize(image, hw), [layer]) + cfg.tv_weight * O.tv()
         return objective, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
 
-    return coarse_to_fine([_hw(image, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters)
+    return picture(*coarse_to_fine([_hw(image, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters))

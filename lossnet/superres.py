@@ -23,14 +23,13 @@ import torch.nn.functional as F
 
 from . import objectives as O
 from .data import StepBatches, degrade, modcrop, photo_crops
-from .distributed import is_main_process
 from .errors import LossnetError, suggest
 from .features import LossNetwork, build_matching
-from .io import IMAGE_SUFFIXES, load_image
+from .io import IMAGE_SUFFIXES, load_image, picture
 from .nets.srnet import SRNet
 from .tiling import tiled
 from .precision import announce, resolve as resolve_precision
-from .train import TrainConfig, seeded, train
+from .train import TrainConfig, seeded, train_to_file
 
 MODELS_DIR = Path(__file__).parent / "models"
 KIND = "srnet"
@@ -56,6 +55,7 @@ class SRConfig:
     residual: bool = True
     network: str = "vgg16"
     weights: str | None = None
+    init_from: str | None = None  # a trained model to start from (a warm start; the optimiser starts afresh)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, desc="train-sr"))
 
 
@@ -83,7 +83,9 @@ class SRTask:
         if cfg.loss not in LOSSES:
             raise LossnetError(f"unknown --loss {cfg.loss!r}{suggest(cfg.loss, LOSSES)}: choose feature or pixel")
         self.cfg = cfg
-        if generator is None:
+        if generator is None and cfg.init_from:
+            generator = load_srnet(cfg.init_from, cfg.scale).train()
+        elif generator is None:
             with seeded(cfg.train.seed):
                 generator = SRNet(cfg.scale, cfg.channels, cfg.blocks, cfg.norm, cfg.residual)
         self.generator = generator
@@ -141,12 +143,16 @@ def check_output(output: Path) -> Path:
 
 def train_sr(cfg: SRConfig, output: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
              quiet: bool = False) -> Path:
-    """Train on the generator loop, then write the model (nothing is written if the data or config is bad)."""
+    """Train on the generator loop, writing the model at every checkpoint and at the end (nothing is written if
+    the data or config is bad); the file's `training.steps` says the step it reached."""
     output = check_output(Path(output))
     task = SRTask(cfg, quiet=quiet)
     cfg.train.meta = model_config(cfg, task.generator)
-    train(task, run_dir, cfg.train, resume=resume)
-    return save_srnet(task.generator, output, cfg.train.meta) if is_main_process() else output
+    net = task.generator  # the network itself (during training task.generator may be its DDP wrapper)
+
+    def write(step: int) -> Path:
+        return save_srnet(net, output, {**cfg.train.meta, "training": {**cfg.train.meta["training"], "steps": step}})
+    return train_to_file(task, run_dir, cfg.train, resume, write) or output
 
 
 def save_srnet(net: SRNet, path: str | os.PathLike, config: dict | None = None) -> Path:
@@ -202,7 +208,7 @@ def upscale(net: SRNet | None, image: torch.Tensor, scale: int | None = None, ti
         raise LossnetError(f"x{factor} of a {w}x{h} input makes {out_pixels / 1e6:.0f} MP, over the "
                            f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP output limit: upscale a crop, or a smaller input")
     if net is None:
-        return bicubic(image, factor)
+        return picture(bicubic(image, factor))
     if min(h, w) < 5:
         raise LossnetError(f"input is {w}x{h}: the SR network needs at least 5 pixels per side")
     device = next(net.parameters()).device
@@ -211,7 +217,7 @@ def upscale(net: SRNet | None, image: torch.Tensor, scale: int | None = None, ti
     def forward(x):
         with run.autocast():
             return net(x.to(device)).float().cpu()
-    return tiled(forward, image, tile, overlap, net.upscale).clamp(0, 1)
+    return picture(tiled(forward, image, tile, overlap, net.upscale).clamp(0, 1))
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -1,6 +1,7 @@
 """Run an image-to-image network on a large image in overlapping tiles, feather-blended so no seam shows.
 
-Used by every feed-forward method (style, super-resolution, pix2pix) to bound memory by one tile.
+Used by feed-forward style and super-resolution to bound memory by one tile (pix2pix runs whole: its U-Net
+sees the image at 1/256 of its size and needs all of it).
 """
 from __future__ import annotations
 

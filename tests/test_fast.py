@@ -4,11 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lossnet import fast
+from lossnet import export, fast
 from lossnet.cli import main
 from lossnet.io import save_image
 from lossnet.nets.transformer import TransformerNet, count_parameters
 from lossnet.train import TrainConfig, train
+
+from conftest import photo
 
 TINY = dict(channels=(4, 8, 8), n_residual=1)
 
@@ -184,12 +186,13 @@ def test_onnx_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     for n_styles in (1, 2):
         net = tiny(n_styles)
-        path = fast.export_onnx(net, tmp_path / f"m{n_styles}.onnx")
+        path, difference = export.export_onnx(net, tmp_path / f"m{n_styles}.onnx")
+        assert difference < 1e-4
         x = torch.rand(2, 3, 37, 50)
         style = None if n_styles == 1 else torch.tensor([[0.3, 0.7], [1.0, 0.0]])
         with torch.no_grad():
             want = net(x, style)
-        assert (fast.run_onnx(fast.onnx_session(path), x, style) - want).abs().max() < 1e-4
+        assert (export.run_onnx(export.onnx_session(path), x, style) - want).abs().max() < 1e-4
 
 
 @pytest.fixture()
@@ -302,3 +305,91 @@ def test_a_truncated_photo_in_the_training_data_is_skipped_with_one_warning_line
     warnings = [line for line in run.stderr.splitlines() if "bad.png" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: skipping"), run.stderr
     assert "Traceback" not in run.stderr
+
+
+class ExamplesTransformer(torch.nn.Module):
+    """pytorch/examples' fast_neural_style TransformerNet, written out here in its state-dict layout (names
+    conv1..3, in1..5, res1..5, deconv1..3; 0-255 in and out) to make a model file as its users have."""
+
+    class Conv(torch.nn.Module):
+        def __init__(self, cin, cout, k, stride, upsample=False):
+            super().__init__()
+            self.upsample, self.pad = upsample, torch.nn.ReflectionPad2d(k // 2)
+            self.conv2d = torch.nn.Conv2d(cin, cout, k, stride)
+
+        def forward(self, x):
+            if self.upsample:
+                x = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            return self.conv2d(self.pad(x))
+
+    class Res(torch.nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            conv = ExamplesTransformer.Conv
+            self.conv1, self.in1 = conv(c, c, 3, 1), torch.nn.InstanceNorm2d(c, affine=True)
+            self.conv2, self.in2 = conv(c, c, 3, 1), torch.nn.InstanceNorm2d(c, affine=True)
+
+        def forward(self, x):
+            return x + self.in2(self.conv2(torch.relu(self.in1(self.conv1(x)))))
+
+    def __init__(self):
+        super().__init__()
+        conv, norm = self.Conv, lambda c: torch.nn.InstanceNorm2d(c, affine=True)
+        self.conv1, self.in1, self.conv2, self.in2, self.conv3, self.in3 = (
+            conv(3, 32, 9, 1), norm(32), conv(32, 64, 3, 2), norm(64), conv(64, 128, 3, 2), norm(128))
+        for i in range(1, 6):
+            setattr(self, f"res{i}", self.Res(128))
+        self.deconv1, self.in4 = conv(128, 64, 3, 1, upsample=True), norm(64)
+        self.deconv2, self.in5 = conv(64, 32, 3, 1, upsample=True), norm(32)
+        self.deconv3 = conv(32, 3, 9, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.in1(self.conv1(x)))
+        y = torch.relu(self.in2(self.conv2(y)))
+        y = torch.relu(self.in3(self.conv3(y)))
+        for i in range(1, 6):
+            y = getattr(self, f"res{i}")(y)
+        y = torch.relu(self.in4(self.deconv1(y)))
+        y = torch.relu(self.in5(self.deconv2(y)))
+        return self.deconv3(y)
+
+
+@pytest.fixture(scope="module")
+def examples_model(tmp_path_factory):
+    torch.manual_seed(3)
+    theirs = ExamplesTransformer().eval()
+    with torch.no_grad():  # trained-looking affines, not the ones/zeros of a fresh norm
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    sd = theirs.state_dict()
+    # models saved by old torch versions also hold the norms' running statistics (their loader deletes them)
+    sd.update({"in1.running_mean": torch.zeros(32), "res2.in1.running_var": torch.ones(128)})
+    path = tmp_path_factory.mktemp("examples") / "candy.pth"
+    torch.save(sd, path)
+    return theirs, path
+
+
+def test_a_pytorch_examples_model_gives_their_output(examples_model):
+    theirs, path = examples_model
+    ours = fast.load_transformer(path)
+    x = photo("astronaut", 64)[..., :60, :52]  # multiples of 4, as their network needs
+    with torch.no_grad():
+        want = theirs(x * 255).clamp(0, 255) / 255
+        got = fast.apply(ours, x, precision="fp32")
+    assert (got - want).abs().max() < 1e-4
+    assert ours.styles == ["candy"]
+
+
+def test_cli_stylizes_with_a_pth_model_and_refuses_pickled_code(examples_model, tmp_path, capsys):
+    _, path = examples_model
+    src = save_image(photo("astronaut", 48), tmp_path / "in.png")
+    assert main(["stylize", str(src), "--model", str(path), "-o", str(tmp_path / "out.png")]) == 0
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1.conv2d.weight": torch.zeros(1), "hook": ExamplesTransformer.Conv(1, 1, 1, 1)}, evil)
+    capsys.readouterr()
+    assert main(["stylize", str(src), "--model", str(evil), "-o", str(tmp_path / "evil.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pickled objects other than tensors" in err
+    assert not (tmp_path / "evil.png").exists()

@@ -57,3 +57,14 @@ def test_version_and_the_british_spelling(capsys):
     with pytest.raises(SystemExit):
         main(["stylise", "--help"])
     assert "usage: lossnet stylize" in capsys.readouterr().out  # the same command
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_option_with_a_default_shows_it(command, capsys):
+    import argparse
+    parser = build_parser()
+    for word in command:
+        parser = parser._subparsers._group_actions[0].choices[word]
+    for a in parser._actions:
+        if a.option_strings and a.default not in (None, False, argparse.SUPPRESS) and a.help != argparse.SUPPRESS:
+            assert "default" in (a.help or ""), (command, a.option_strings)

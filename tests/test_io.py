@@ -288,3 +288,38 @@ def test_progress_in_a_pipe_is_plain_lines_with_an_eta_and_a_final_summary():
     off.update(1, {"loss": 1.0})
     off.close()
     assert silent.getvalue() == ""
+
+
+def test_results_show_themselves_in_jupyter_and_act_as_plain_tensors():
+    import io as bytes_io
+
+    from PIL import Image
+
+    from lossnet.io import Picture, picture
+    x = picture(torch.rand(1, 3, 20, 30))
+    assert isinstance(x, Picture) and isinstance(x, torch.Tensor)
+    png = Image.open(bytes_io.BytesIO(x._repr_png_()))
+    assert png.size == (30, 20) and x.pil().size == (30, 20)
+    y = x * 2 + 1  # arithmetic and indexing give plain tensors
+    assert type(y) is torch.Tensor and type(x[0]) is torch.Tensor and x.shape == (1, 3, 20, 30)
+
+
+def test_notices_go_through_logging(capsys, caplog):
+    import logging
+
+    from lossnet.weights import log, notice, show_notices
+    log.propagate = True  # as a library under an application that configured logging (pytest has)
+    with caplog.at_level(logging.INFO, logger="lossnet"):
+        notice("logged")
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [("lossnet", "INFO", "logged")]
+    show_notices()  # what the CLI does
+    notice("a choice was made")
+    assert capsys.readouterr().err == "lossnet: a choice was made\n"
+    logger = logging.getLogger("lossnet")
+    level = logger.level
+    try:
+        logger.setLevel(logging.WARNING)
+        notice("hidden")
+        assert capsys.readouterr().err == ""
+    finally:
+        logger.setLevel(level)

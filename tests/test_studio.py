@@ -85,7 +85,7 @@ def test_health_and_methods_come_from_the_cli_parser(studio):
     assert {"starry", "starry-lite"} <= set(model["choices"]) and model["default"] == "starry"
     assert fast["models"]["scream-kandinsky"]["styles"] == ["the_scream.jpg", "composition_vii.jpg"]
     iters = next(p for p in methods["stylize"]["params"] if p["name"] == "iters")
-    assert iters["type"] == "integers" and iters["maximum"] == 2000 and iters["cli_default"] == [300]
+    assert iters["type"] == "integers" and iters["maximum"] == 2000 and iters["cli_default"] == [150, 100]
     assert not any(p["name"] in ("weights", "device", "output", "run_dir") for m in methods.values() for p in m["params"])
 
 

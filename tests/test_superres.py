@@ -191,3 +191,15 @@ def test_downsample_shapes_with_and_without_blur():
             assert downsample(hr, scale, sigma).shape == (2, 3, 24 // scale, 40 // scale)
     with pytest.raises(LossnetError, match="multiple of the scale"):
         downsample(torch.rand(1, 3, 30, 40), 4, 0.0)
+
+
+def test_the_model_file_is_written_at_every_checkpoint_and_warm_starts_a_new_run(tmp_path, hr_dir):
+    from lossnet.superres import train_sr
+    from lossnet.weights import read_model
+    out = tmp_path / "x4.safetensors"
+    path = train_sr(cfg(hr_dir, iters=4, every=2), out, tmp_path / "run")
+    assert path == out and read_model(out, "srnet")[1]["training"]["steps"] == 4
+    warm = cfg(hr_dir, iters=1, lr=1e-12, init_from=str(out))  # a near-zero step: the weights are the file's
+    train_sr(warm, tmp_path / "warm.safetensors", tmp_path / "warm_run")
+    a, b = load_srnet(out).state_dict(), load_srnet(tmp_path / "warm.safetensors").state_dict()
+    assert all((a[k] - b[k]).abs().max() < 1e-3 for k in a)

@@ -202,7 +202,7 @@ def test_inversion_feature_loss_falls_by_ninety_percent(hed):
     loop = LoopConfig(iters=60, progress=False)
     cfg = StyleConfig(init="noise", tv_weight=0.05, sizes=(64,), weights=None, loop=loop)
     image = viz.invert(photo("astronaut", 64), "relu2_2", cfg)
-    first, last = loop.history[0]["content"], loop.history[-1]["content"]
+    first, last = image.history[0]["content"], image.history[-1]["content"]
     assert image.shape[-1] == 64 and last <= 0.1 * first
 
 

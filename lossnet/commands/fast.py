@@ -1,13 +1,50 @@
-"""`lossnet train-style | models | export`, and `stylize INPUT --model MODEL` (feed-forward style transfer)."""
+"""`lossnet train-style | models | export | eval-video`, and `stylize INPUT --model MODEL` (feed-forward style
+transfer; `--temporal` for video)."""
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
-from ..cli import add_network_args, floats, names, nonneg, nonneg_int, positive, positive_int, report_training, resolve_device, resolve_run, tile_side
+from ..cli import (add_network_args, floats, names, nonneg, nonneg_int, positive, positive_int, report_training,
+                   resolve_device, resolve_run, tile_side, unit_interval)
 from ..errors import LossnetError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+IMAGE_OUTPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+
+
+def is_frames(src) -> bool:
+    """A video file or a folder (of frames or of photos), not one image."""
+    src = Path(src)
+    return src.is_dir() or src.suffix.lower() in VIDEO_SUFFIXES
+
+
+def check_frames_output(src, out) -> None:
+    """A video goes to a video, a folder to a folder."""
+    src, out = Path(src), Path(out)
+    if src.is_dir():
+        if out.suffix.lower() in IMAGE_OUTPUT_SUFFIXES:
+            raise LossnetError(f"{src} is a folder: -o must be a folder too, not {out}")
+        if out.exists() and not out.is_dir():
+            raise LossnetError(f"output {out} exists and is not a folder")
+    elif out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise LossnetError(f"{src} is a video: -o needs a video suffix ({', '.join(sorted(VIDEO_SUFFIXES))})")
+
+
+def temporal_config(args):
+    """--temporal / --temporal-strength -> a lossnet.temporal.TemporalConfig, or None (frame by frame)."""
+    if not args.temporal and args.temporal_strength is None:
+        return None
+    if not is_frames(args.content):
+        raise LossnetError(f"--temporal needs a video or a folder of frames, not one image ({args.content})")
+    from ..temporal import TemporalConfig
+    return TemporalConfig() if args.temporal_strength is None else TemporalConfig(strength=args.temporal_strength)
+
+
+def report_frames(out, frames: int, fps, start: float) -> None:
+    what = f"{frames} frames at {fps:g} fps" if fps else f"{frames} frames"
+    print(f"wrote {out}{'/' if Path(out).is_dir() else ''} ({what}) in {time.time() - start:.1f} s")
 
 
 def cmd_train_style(args) -> None:
@@ -34,7 +71,8 @@ def cmd_train_style(args) -> None:
 
 
 def cmd_stylize_model(args) -> None:
-    """`lossnet stylize INPUT --model MODEL`: an image, a folder of images, or a video."""
+    """`lossnet stylize INPUT --model MODEL`: an image, a folder of images, or a video (or a folder of frames,
+    with --temporal)."""
     from .. import fast
     from ..io import check_writable, list_images, load_image, save_image
 
@@ -45,29 +83,39 @@ def cmd_stylize_model(args) -> None:
     style = fast.style_weights(net, args.style_index, args.blend)
     src, out = Path(args.content), Path(args.output)
     opts = dict(tile=args.tile, overlap=args.overlap, preserve_colors=args.original_colors, precision=precision)
+    temporal = temporal_config(args)
     start = time.time()
-    if src.is_dir():
+    if src.is_dir() and temporal is None:  # photos: any sizes, batched by size
+        check_frames_output(src, out)
         files = list_images(src)
-        if out.suffix and out.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}:
-            raise LossnetError(f"{src} is a folder: -o must be a folder too, not {out}")
-        if out.exists() and not out.is_dir():
-            raise LossnetError(f"output {out} exists and is not a folder")
         images = [(p, load_image(p, args.size)) for p in files]  # decode all first: a bad file stops before any write
         out.mkdir(parents=True, exist_ok=True)
         written = fast.apply_many(net, images, out, style, args.batch_size, **opts)
         print(f"wrote {len(written)} images to {out}/ in {time.time() - start:.1f} s")
-    elif src.suffix.lower() in VIDEO_SUFFIXES:
+    elif is_frames(src):  # a video, or a folder of frames in order (--temporal)
         from ..video import stylize_video
-        if out.suffix.lower() not in VIDEO_SUFFIXES:
-            raise LossnetError(f"{src} is a video: -o needs a video suffix ({', '.join(sorted(VIDEO_SUFFIXES))})")
-        frames, fps = stylize_video(net, src, out, style, args.size, args.batch_size, **opts)
-        print(f"wrote {out} ({frames} frames at {fps:g} fps) in {time.time() - start:.1f} s")
+        check_frames_output(src, out)
+        frames, fps = stylize_video(net, src, out, style, args.size, args.batch_size, temporal,
+                                    show_progress=not args.quiet, **opts)
+        report_frames(out, frames, fps, start)
     else:
         check_writable(out)
         image = fast.apply(net, load_image(src, args.size), style, **opts)
         h, w = image.shape[-2:]
         save_image(image, out)
         print(f"wrote {out} ({w}x{h}) in {time.time() - start:.1f} s")
+
+
+def cmd_eval_video(args) -> None:
+    from ..temporal import video_warping_error
+
+    error, floor, pairs = video_warping_error(args.original, args.stylised, args.flow_preset)
+    width = max(len(str(args.original)), len(str(args.stylised)))
+    print(f"warping error (Lai et al.: squared RGB error of each frame against the next one warped back by the "
+          f"input's flow, non-occluded pixels, {pairs} pairs; lower is steadier)")
+    print(f"  stylised  {str(args.stylised):<{width}}  {error:.5f}  ({error / floor:.2f}x the input's)"
+          if floor > 0 else f"  stylised  {str(args.stylised):<{width}}  {error:.5f}")
+    print(f"  input     {str(args.original):<{width}}  {floor:.5f}  (the floor: flow residuals, lighting, noise)")
 
 
 def cmd_models(args) -> None:
@@ -99,22 +147,11 @@ def cmd_models(args) -> None:
 
 
 def cmd_export(args) -> None:
-    import torch
-    from .. import fast
+    from ..export import export_onnx, graph_of, load_any
 
-    net = fast.load_transformer(args.model)
-    path = fast.export_onnx(net, args.onnx)
-    # Check: the exported graph against torch on an odd-sized image.
-    x = torch.rand(1, 3, 67, 93, generator=torch.Generator().manual_seed(0))
-    style = None if net.n_styles == 1 else torch.full((1, net.n_styles), 1.0 / net.n_styles)
-    with torch.no_grad():
-        want = net(x, style)
-    got = fast.run_onnx(fast.onnx_session(path), x, style)
-    err = float((got - want).abs().max())
-    if err > 1e-3:
-        path.unlink(missing_ok=True)
-        raise LossnetError(f"ONNX export does not match torch (max difference {err:.2g}); nothing written")
-    print(f"wrote {path} (onnxruntime vs torch: max difference {err:.1e})")
+    net = load_any(args.model)
+    path, difference = export_onnx(net, args.onnx)  # checked against torch; nothing is kept when they differ
+    print(f"wrote {path} ({graph_of(net).kind} model; onnxruntime vs torch: max difference {difference:.1e})")
 
 
 def add_stylize_args(p) -> None:
@@ -128,6 +165,14 @@ def add_stylize_args(p) -> None:
     g.add_argument("--batch-size", type=positive_int, default=4, help="images (or frames) per forward pass")
     g.add_argument("--tile", type=tile_side, default=768, help="tile side for large images (0: never tile)")
     g.add_argument("--overlap", type=nonneg_int, default=64, help="tile overlap in pixels, feather-blended")
+    from ..temporal import TemporalConfig
+    g = p.add_argument_group("video (a video file or a folder of frames; --model or --style)")
+    g.add_argument("--temporal", action="store_true",
+                   help="carry each result to the next frame along the optical flow (Ruder et al.): strokes stay on "
+                        "the scene, occluded regions are painted fresh")
+    g.add_argument("--temporal-strength", type=unit_interval, metavar="S",
+                   help=f"share of the previous result where the flow is reliable, in [0, 1] (implies --temporal; "
+                        f"default {TemporalConfig.strength}); with --style it scales the temporal loss term")
 
 
 def register(sub) -> None:
@@ -172,7 +217,17 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list the bundled models of every kind (style, super-resolution, pix2pix)")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("export", help="export a style model to ONNX (checked with onnxruntime)")
-    p.add_argument("model", help="bundled name or .safetensors path")
+    from ..temporal import PRESETS
+    p = sub.add_parser("eval-video", help="warping error of a stylised video against its input (Lai et al.)",
+                       description="Flicker, measured: the squared error between each stylised frame and the next "
+                                   "one warped back by the input's optical flow (DIS), over non-occluded pixels, "
+                                   "averaged over the frame pairs; also the input's own error, the floor.")
+    p.add_argument("original", help="the input video (or folder of frames)")
+    p.add_argument("stylised", help="its stylisation, same frame count")
+    p.add_argument("--flow-preset", default="medium", choices=PRESETS, help="DIS preset (default medium)")
+    p.set_defaults(func=cmd_eval_video)
+
+    p = sub.add_parser("export", help="export a style, super-resolution or pix2pix model to ONNX (checked with onnxruntime)")
+    p.add_argument("model", help="bundled name of any kind (`lossnet models`), model file, or pix2pix run folder")
     p.add_argument("--onnx", required=True, help="output .onnx file")
     p.set_defaults(func=cmd_export)

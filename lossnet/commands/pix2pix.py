@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..cli import add_device_args, fraction, nonneg, positive, positive_int, report_training, resolve_device, resolve_run
 from ..errors import LossnetError
+from ..progress import progress
 
 
 def cmd_train(args) -> None:
@@ -45,8 +46,11 @@ def cmd_apply(args) -> None:
     if src.is_dir():
         out.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    bar = progress(len(images), "pix2pix apply", enabled=len(images) > 1)
     for image, dst in images:
         save_image(apply(net, image, seed=args.seed, precision=precision), dst)
+        bar.update(1)
+    bar.close()
     what = f"{len(images)} images to {out}/" if src.is_dir() else str(out)
     print(f"wrote {what} in {time.time() - start:.1f} s")
 

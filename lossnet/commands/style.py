@@ -4,30 +4,33 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import (add_loop_args, add_network_args, floats, names, nonneg, positive, positive_int, report,
+from ..cli import (Default, add_loop_args, add_network_args, floats, names, nonneg, positive, positive_int, report,
                    resolve_run)
 from ..errors import LossnetError
+from .fast import check_frames_output, is_frames, report_frames, temporal_config
 
 
 def style_config(args, init_default: str, tv_default: float, **overrides):
     """StyleConfig + LoopConfig from the shared arguments."""
     from ..io import MIN_SIDE, check_writable, load_image
-    from ..optimize import LoopConfig
+    from ..optimize import LoopConfig, plan_stages
     from ..style import StyleConfig
 
-    check_writable(args.output)
-    sizes = [args.size] if args.size else args.scales
+    frames = getattr(args, "content", None) is not None and is_frames(args.content)
+    if not frames:  # a video or a folder of frames is checked by check_frames_output
+        check_writable(args.output)
+    sizes, plan = plan_stages(args.size, None if isinstance(args.scales, Default) else args.scales,
+                              None if isinstance(args.iters, Default) else args.iters, args.default_scales, args.default_iters)
     if min(sizes) < MIN_SIDE:
         raise LossnetError(f"output size {min(sizes)} is too small: use at least {MIN_SIDE} pixels")
     init = args.init or init_default
     if init not in ("content", "noise"):
         load_image(init, max(sizes))  # a bad start image fails now, not after the network is loaded
-    iters = args.iters if len(args.iters) > 1 else None
-    if iters and len(iters) != len(sizes):
-        raise LossnetError(f"--iters has {len(iters)} values for {len(sizes)} scales")
+    iters = plan if len(plan) > 1 else None
     device, precision = resolve_run(args)
-    loop = LoopConfig(iters=args.iters[0], optimizer=args.optimizer, lr=args.lr, progress=not args.quiet,
-                      snapshot_every=args.snapshot_every, snapshot_path=args.output, desc=args.command,
+    loop = LoopConfig(iters=plan[0], optimizer=args.optimizer, lr=args.lr, progress=not args.quiet,
+                      faster="a smaller --size or fewer --iters",
+                      snapshot_every=0 if frames else args.snapshot_every, snapshot_path=args.output, desc=args.command,
                       precision=precision)
     tv = args.tv_weight if args.tv_weight is not None else tv_default
     return StyleConfig(sizes=sizes, iters=iters, arch=args.network, weights=args.weights, pooling=args.pooling,
@@ -52,8 +55,16 @@ def cmd_stylize(args) -> None:
                        style_weight=args.style_weight, style_scale=args.style_scale,
                        original_colors=args.original_colors)
     start = time.time()
-    content = load_image(args.content, max(cfg.sizes))
     styles = [load_image(s, max(cfg.sizes)) for s in args.style]
+    if is_frames(args.content):  # every frame; with --temporal, Ruder et al.'s warped start and temporal term
+        from ..temporal import gatys_frames
+        from ..video import map_frames
+        check_frames_output(args.content, args.output)
+        frames, fps = map_frames(args.content, args.output, gatys_frames(styles, cfg, temporal_config(args), blend),
+                                 max(cfg.sizes), show_progress=not args.quiet)
+        return report_frames(args.output, frames, fps, start)
+    temporal_config(args)  # --temporal on one image is an error
+    content = load_image(args.content, max(cfg.sizes))
     image = stylize(content, styles, cfg, blend)
     report(save_image(image, args.output), image, start)
 
@@ -103,7 +114,7 @@ def register(sub) -> None:
     p.add_argument("--content-weight", type=nonneg, default=1.0)
     p.add_argument("--style-weight", type=nonneg, default=10.0)
     p.add_argument("-o", "--output", required=True)
-    add_loop_args(p, 300, "512")
+    add_loop_args(p, "150,100", "256,512")  # coarse to fine: 512 px in about a minute on 2 cores (bf16)
     add_network_args(p)
     p.set_defaults(func=cmd_stylize)
 
@@ -113,7 +124,7 @@ def register(sub) -> None:
     p.add_argument("--width", type=positive_int)
     p.add_argument("--height", type=positive_int)
     p.add_argument("-o", "--output", required=True)
-    add_loop_args(p, 300, "256")
+    add_loop_args(p, "300", "256")
     add_network_args(p)
     p.set_defaults(func=cmd_texture)
 
@@ -121,7 +132,7 @@ def register(sub) -> None:
     p.add_argument("image")
     p.add_argument("--layer", default="relu3_3")
     p.add_argument("-o", "--output", required=True)
-    add_loop_args(p, 300, "256")
+    add_loop_args(p, "300", "256")
     add_network_args(p)
     p.set_defaults(func=cmd_invert)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..cli import add_device_args, nonneg, nonneg_int, positive, positive_int, report_training, resolve_device, resolve_run, tile_side
 from ..errors import LossnetError
+from ..progress import progress
 
 
 def cmd_train_sr(args) -> None:
@@ -17,7 +18,7 @@ def cmd_train_sr(args) -> None:
     cfg = SRConfig(data=args.data, scale=args.scale, loss=args.loss, crop=args.crop, batch_size=args.batch_size,
                    sigma=args.sigma, content_layer=args.content_layer, content_weight=args.content_weight,
                    pixel_weight=args.pixel_weight, tv_weight=args.tv_weight, norm=args.norm,
-                   network=args.network, weights=args.weights,
+                   network=args.network, weights=args.weights, init_from=args.init_from,
                    train=TrainConfig(iters=args.iters, lr=args.lr, checkpoint_every=args.checkpoint_every,
                                      sample_every=args.sample_every, seed=args.seed,
                                      device=resolve_device(args.device), precision=args.precision,
@@ -56,12 +57,15 @@ def cmd_superres(args) -> None:
     if src.is_dir():
         out.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    bar = progress(len(images), "superres", enabled=src.is_dir())
     for image, dst in images:
         result = upscale(net, image, scale, tile=args.tile, overlap=args.overlap, precision=precision)
         save_image(result, dst)
+        bar.update(1)
         if not src.is_dir():
             h, w = result.shape[-2:]
             print(f"wrote {dst} ({w}x{h}, x{scale}) in {time.time() - start:.1f} s")
+    bar.close()
     if src.is_dir():
         print(f"wrote {len(images)} images (x{scale}) to {out}/ in {time.time() - start:.1f} s")
 
@@ -116,6 +120,8 @@ def register(sub) -> None:
     p.add_argument("--pixel-weight", type=nonneg, default=1.0)
     p.add_argument("--tv-weight", type=nonneg, default=0.0)
     p.add_argument("--norm", default="instance", choices=["instance", "batch", "none"])
+    p.add_argument("--init-from", metavar="MODEL", help="start from this trained SR model's weights (bundled name or "
+                   ".safetensors, same scale; its architecture is used), e.g. when a run folder is gone")
     p.add_argument("--run-dir", help="log.csv, samples/ and checkpoint (default: OUTPUT's name + _run)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--checkpoint-every", type=positive_int, default=100)

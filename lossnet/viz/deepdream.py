@@ -43,8 +43,7 @@ def deepdream(model, image: torch.Tensor, cfg: DreamConfig | None = None) -> tor
         loop = LoopConfig(iters=cfg.iters, optimizer="normalized", lr=cfg.lr,
                           transforms=[jitter(cfg.jitter, cfg.seed + octave)], progress=cfg.progress,
                           desc=f"deepdream {hw[1]}x{hw[0]}")
-        dreamed = optimize_pixels(objective, lambda x: model.taps(x, objective.layers),
-                                  (base + _resize_signed(detail, hw)).clamp(0, 1), loop)
+        dreamed, _ = optimize_pixels(objective, model, (base + _resize_signed(detail, hw)).clamp(0, 1), loop)
         detail = dreamed - base
     return dreamed
 

@@ -53,8 +53,8 @@ def fooling(model, x: torch.Tensor, target, eps: float = 8 / 255, iters: int = 1
     loop = LoopConfig(iters=iters, optimizer="adam", lr=lr or eps / 8, project=project, progress=progress,
                       stop=lambda row: row["fool"] == 0, desc="fooling")
     objective = margin_objective(targets, margin)
-    images = optimize_pixels(objective, lambda im: model.taps(im, objective.layers), original, loop)
+    images, history = optimize_pixels(objective, model, original, loop)
     change = (images - original).flatten(1)
     with torch.no_grad():
         predicted = model(images).argmax(1)
-    return Fooled(images, targets, predicted, change.abs().amax(1), change.norm(dim=1), len(loop.history))
+    return Fooled(images, targets, predicted, change.abs().amax(1), change.norm(dim=1), len(history))

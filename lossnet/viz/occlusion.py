@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import LossnetError
+from ..progress import progress
 from .common import Neuron, Target, class_indices, scores
 
 
@@ -38,6 +39,7 @@ def occlusion(model, x: torch.Tensor, target: Target = None, patch: int = 16, st
     for top, left in windows:
         count[top:top + patch, left:left + patch] += 1
     base = scores(model, x, target, softmax)
+    bar = progress(n * len(windows), "occlusion")  # ~45 ms a window: minutes for a fine stride
     for i in range(n):
         t = target[i:i + 1] if softmax else target
         for start in range(0, len(windows), batch):
@@ -48,4 +50,6 @@ def occlusion(model, x: torch.Tensor, target: Target = None, patch: int = 16, st
             values = scores(model, covered, t.expand(len(chunk)) if softmax else t, softmax)
             for (top, left), value in zip(chunk, values):
                 drop[i, top:top + patch, left:left + patch] += base[i] - value
+            bar.update(len(chunk))
+    bar.close()
     return drop / count
