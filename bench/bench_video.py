@@ -195,7 +195,7 @@ def section(quality: list[dict], speed: list[dict]) -> str:
 
 
 def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model: str = "starry",
-          clip: str = "object", first: int = 20, count: int = 3, box=(150, 96, 192, 144)) -> Path:
+          clip: str = "object", first: int = 20, count: int = 3, box=(60, 150, 192, 144)) -> Path:
     """Rows: the input, per-frame, `--temporal`; columns: `count` consecutive frames cropped to `box` (x, y, w, h),
     then the warping error of the last pair (white: large; red: occluded, not counted), so the flicker that a
     still frame hides is visible. A 256-colour PNG, small enough to commit."""
@@ -221,7 +221,7 @@ def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model:
         for c, frame in enumerate(row):
             canvas.paste(to_pil(frame[..., y:y + h, x:x + w]), (c * w, r * h))
         error = (row[-2] - temporal.warp(row[-1], flow)).pow(2).sum(1, keepdim=True)
-        heat = (error * 8).clamp(0, 1).expand(-1, 3, -1, -1).clone()
+        heat = (error * 12).clamp(0, 1).expand(-1, 3, -1, -1).clone()
         occluded = torch.from_numpy(mask == 0)
         heat[0, 0][occluded], heat[0, 1][occluded], heat[0, 2][occluded] = 0.55, 0.1, 0.1
         canvas.paste(to_pil(heat[..., y:y + h, x:x + w]), (count * w, r * h))

@@ -354,7 +354,7 @@ def apply_many(net: TransformerNet, images: Sequence[tuple[Path, torch.Tensor]],
     written, groups = [], {}
     for path, image in images:
         groups.setdefault(tuple(image.shape[-2:]), []).append((path, image))
-    bar = progress(len(images), "stylize folder")
+    bar = progress(len(images), "stylize folder", faster="a smaller --size")
     for group in groups.values():
         for i in range(0, len(group), batch_size):
             chunk = group[i:i + batch_size]

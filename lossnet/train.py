@@ -254,7 +254,8 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
     # The task calls its networks through these attributes: under DDP they are the wrappers for the run.
     task.generator, task.discriminator = ddp.wrap(gen), ddp.wrap(disc)
     forward = getattr(task, "forward", None) or (lambda batch: task.generator(batch["input"]))
-    bar = progress(cfg.iters, cfg.desc, cfg.progress and ddp.main, initial=step)
+    bar = progress(cfg.iters, cfg.desc, cfg.progress and ddp.main, initial=step,
+                   faster="fewer --iters, a smaller --crop or --batch-size")
     try:
         while step < cfg.iters:
             for opt in optimizers.values():

@@ -57,3 +57,33 @@ def test_descriptions_read_well():
         "estimated time on this machine about 42 s, peak memory about 3.0 GB (--size 256 for less)"
     assert Estimate(3725, None).describe() == "estimated time on this machine about 1 h 02 min"
     assert Estimate(75, 200 * 2 ** 20).describe() == "estimated time on this machine about 1 min 15 s, peak memory about 200 MB"
+
+
+def test_a_bar_with_a_speed_hint_says_the_time_left_at_its_second_step(caplog):
+    from lossnet.progress import progress
+    logging.getLogger("lossnet").propagate = True
+    with caplog.at_level(logging.INFO, logger="lossnet"):
+        bar = progress(40, "steps", enabled=True, faster="fewer --iters", stream=open("/dev/null", "w"))
+        start = time.perf_counter()
+        for _ in range(40):
+            time.sleep(0.05)
+            bar.update(1)
+        bar.close()
+        real_left = (time.perf_counter() - start) * 38 / 40
+    said = [r.getMessage() for r in caplog.records if "estimated time left" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("(fewer --iters for less)")
+    assert real_left / 2 <= seconds_of(said[0]) <= 2 * real_left
+
+
+def test_training_says_its_estimate_once(hed, tmp_path, capsys):
+    from lossnet.cli import main
+    from lossnet.io import save_image
+    data = tmp_path / "photos"
+    data.mkdir()
+    for name in ("astronaut", "coffee"):
+        save_image(photo(name, 48), data / f"{name}.png")
+    style = save_image(photo("chelsea", 48), tmp_path / "style.png")
+    assert main(["train-style", "--style", str(style), "--data", str(data), "--crop", "32", "--batch-size", "1",
+                 "--iters", "4", "--arch", "lite", "--precision", "fp32", "-o", str(tmp_path / "m.safetensors")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("estimated time left") == 1 and "fewer --iters, a smaller --crop or --batch-size" in err
