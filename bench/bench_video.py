@@ -74,14 +74,26 @@ def zoom() -> list[np.ndarray]:
 def moving_object() -> list[np.ndarray]:
     """A disc cut from the sailboat photo crossing the Cornell campus (which pans 1 px a frame): the disc
     occludes and disoccludes the campus as it moves."""
-    campus, boat = _read(DATA / "content" / "cornell.jpg"), _read(DATA / "content" / "sailboat.jpg")
+    return _disc_crossing(_read(DATA / "content" / "cornell.jpg"), _read(DATA / "content" / "sailboat.jpg"), 0.85)
+
+
+def public_object() -> list[np.ndarray]:
+    """The same motion from public-domain photos that ship with scikit-image (a disc of `coffee` crossing the
+    `astronaut`): the README's strip (../shared/data/content may not be published)."""
+    from lossnet.io import bundled_photo
+    def photo(name):
+        return bundled_photo(name)[0].permute(1, 2, 0).numpy()
+    return _disc_crossing(photo("astronaut"), photo("coffee"), 1.25)
+
+
+def _disc_crossing(campus: np.ndarray, boat: np.ndarray, scale: float) -> list[np.ndarray]:
     radius = 80
     disc = _view(boat, 0.6, 40, 60)[:2 * radius, :2 * radius]
     yy, xx = np.mgrid[:2 * radius, :2 * radius] + 0.5
     alpha = np.clip(radius - np.hypot(xx - radius, yy - radius), 0, 1)[..., None].astype(np.float32)
     frames = []
     for t in range(FRAMES):
-        frame = _view(campus, 0.85, 20 + 1.0 * t, 40).copy()
+        frame = _view(campus, scale, 20 + 1.0 * t, 40).copy()
         x, y = int(round(-60 + 11.5 * t)), int(round(110 + 40 * np.sin(t / 9)))
         xs, ys = slice(max(x, 0), min(x + 2 * radius, SIZE[1])), slice(max(y, 0), min(y + 2 * radius, SIZE[0]))
         dx, dy = xs.start - x, ys.start - y
@@ -93,13 +105,14 @@ def moving_object() -> list[np.ndarray]:
 
 
 CLIPS = {"pan": pan, "zoom": zoom, "object": moving_object}
+PUBLIC_CLIPS = {"object-public": public_object}  # for pictures that are published
 
 
-def make_clips(folder: Path = WORK / "clips") -> dict[str, Path]:
-    """Write each clip as H.264 at FPS (once: an existing clip is reused)."""
+def make_clips(folder: Path = WORK / "clips", clips: dict | None = None) -> dict[str, Path]:
+    """Write each clip (default: the measured ones, CLIPS) as H.264 at FPS (once: an existing clip is reused)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, make in CLIPS.items():
+    for name, make in (clips or CLIPS).items():
         path = folder / f"{name}.mp4"
         if not path.is_file():
             frames = (torch.from_numpy(np.clip(f, 0, 1)).permute(2, 0, 1)[None] for f in make())
@@ -195,7 +208,7 @@ def section(quality: list[dict], speed: list[dict]) -> str:
 
 
 def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model: str = "starry",
-          clip: str = "object", first: int = 20, count: int = 3, box=(60, 150, 192, 144)) -> Path:
+          clip: str = "object-public", first: int = 20, count: int = 3, box=(60, 150, 192, 144)) -> Path:
     """Rows: the input, per-frame, `--temporal`; columns: `count` consecutive frames cropped to `box` (x, y, w, h),
     then the warping error of the last pair (white: large; red: occluded, not counted), so the flicker that a
     still frame hides is visible. A 256-colour PNG, small enough to commit."""
@@ -203,7 +216,7 @@ def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model:
     from lossnet.io import to_pil
 
     torch.set_num_threads(THREADS)
-    clip_path = make_clips()[clip]
+    clip_path = make_clips(clips={**CLIPS, **PUBLIC_CLIPS})[clip]
     net = fast.load_transformer(model)
     rows = {"input": clip_path}
     for mode, cfg in (("per-frame", None), ("--temporal", temporal.TemporalConfig())):

@@ -66,9 +66,12 @@ def _size(n: int) -> str:
 
 
 def calibrate(step: Callable[[], object]) -> tuple[float, int | None]:
-    """(seconds, bytes of memory it added at its peak) of one call of `step` (a forward and backward pass)."""
+    """(seconds, bytes of memory it added at its peak) of a call of `step` (a forward and backward pass). It runs
+    twice and the second is timed: the first call pays once-only costs (oneDNN builds its kernels, weights are
+    cast), up to several times a pass."""
     before = rss_bytes()
     measured = reset_peak()
+    step()
     start = time.perf_counter()
     step()
     seconds = time.perf_counter() - start

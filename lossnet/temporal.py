@@ -240,22 +240,32 @@ def gatys_frames(styles: Sequence[torch.Tensor], style_cfg, cfg: TemporalConfig 
     from .style import stylize
 
     def run(frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-        previous_frame = previous = None
-        for frame in frames:
-            if cfg is None or cfg.strength == 0 or previous is None or previous_frame.shape != frame.shape:
-                result = stylize(frame, styles, style_cfg, blend_weights)
-            else:
-                flow, mask = link(frame, previous_frame, cfg.preset, cfg.flow_side, cfg.check_preset)
-                warped = warp(previous, flow)
-                if style_cfg.original_colors:  # that loop optimises luminance; colours come back at the end
-                    warped = luminance(warped)
-                start = blend(frame if not style_cfg.original_colors else luminance(frame), warped, mask, 1.0)
-                finest = replace(style_cfg, sizes=[max(style_cfg.sizes)],
-                                 iters=[style_cfg.iters[-1]] if style_cfg.iters else None)
-                extra = cfg.strength * GATYS_TEMPORAL_WEIGHT * temporal_loss(warped, mask)
-                result = stylize(frame, styles, finest, blend_weights, init=start, extra=extra)
-            previous_frame, previous = frame, result
-            yield result
+        import logging
+        notices = logging.getLogger("lossnet")  # each frame loads the loss network: say which weights once
+        level, previous_frame, previous = notices.level, None, None
+        try:
+            for frame in frames:
+                result = stylise(frame, previous_frame, previous)
+                yield result
+                previous_frame, previous = frame, result
+                notices.setLevel(max(level, logging.WARNING))
+        finally:
+            notices.setLevel(level)
+
+    def stylise(frame: torch.Tensor, previous_frame: torch.Tensor | None, previous: torch.Tensor | None) -> torch.Tensor:
+        if cfg is None or cfg.strength == 0 or previous is None or previous_frame.shape != frame.shape:
+            result = stylize(frame, styles, style_cfg, blend_weights)
+        else:
+            flow, mask = link(frame, previous_frame, cfg.preset, cfg.flow_side, cfg.check_preset)
+            warped = warp(previous, flow)
+            if style_cfg.original_colors:  # that loop optimises luminance; colours come back at the end
+                warped = luminance(warped)
+            start = blend(frame if not style_cfg.original_colors else luminance(frame), warped, mask, 1.0)
+            finest = replace(style_cfg, sizes=[max(style_cfg.sizes)],
+                             iters=[style_cfg.iters[-1]] if style_cfg.iters else None)
+            extra = cfg.strength * GATYS_TEMPORAL_WEIGHT * temporal_loss(warped, mask)
+            result = stylize(frame, styles, finest, blend_weights, init=start, extra=extra)
+        return result
     return run
 
 

@@ -47,7 +47,7 @@ def test_calibration_measures_time_and_added_memory():
     code = ("import time, numpy as np; from lossnet.estimate import calibrate; "
             "s, m = calibrate(lambda: (np.ones(40_000_000, dtype=np.uint8), time.sleep(0.05))); print(s, m)")
     seconds, added = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert 0.05 <= float(seconds) < 2
+    assert 0.05 <= float(seconds) < 2  # one of the two calls
     if added != "None":  # Linux
         assert 30_000_000 <= int(added) < 200_000_000  # the 40 MB array, counted
 

@@ -70,6 +70,9 @@ def world(tmp_path_factory, shared_data):
         (root / folder).mkdir()
         for i, picture in enumerate(["astronaut", "coffee", "chelsea", "rocket", "cat", "astronaut"]):
             save_image(photo(picture, 80 - 4 * i), root / folder / f"{i}_{picture}.jpg")
+    (root / "frames").mkdir()  # a folder of frames: one size, in order
+    for i in range(3):
+        save_image(photo("astronaut", 64)[..., :, 4 * i:4 * i + 48], root / "frames" / f"frame{i + 1}.png")
     import imageio.v2 as imageio
     import numpy as np
     frames = (photo("astronaut", 64)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
