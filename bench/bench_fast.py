@@ -243,7 +243,8 @@ def gatys_curves(cfg, loss_net, grams, style_name: str, files, images, iters: in
             with torch.no_grad():
                 obj = fast.objective(cfg, loss_net(image), grams)
             init = image if start == "photo" else torch.rand(image.shape, generator=torch.Generator().manual_seed(0))
-            loop = LoopConfig(iters=iters + 1, progress=False, precision="fp32")
+            # the slow part (minutes per photo): the loop's progress lines and ETA say where it is
+            loop = LoopConfig(iters=iters + 1, progress=True, precision="fp32", desc=f"gatys from the {start}, {f.name}")
             _, history = optimize_pixels(obj, loss_net, init, loop)
             curves[f.name] = [row["loss"] for row in history]  # [i]: the objective after i updates
             path.write_text(json.dumps(curves))
