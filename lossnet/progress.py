@@ -7,8 +7,9 @@
     bar.close()                      # a final summary line in both cases
 
 On a terminal the bar keeps a summary (tqdm's `leave=True`, the final loss terms in its postfix). Redirected,
-a bar would write one carriage-return update per step (54 KB for `lossnet demo`); instead one line every
-`every` seconds says the step, the loss terms and the ETA, and `close` writes the last line.
+a bar would write one carriage-return update per step (54 KB for `lossnet demo`); instead a line, at most every
+`every` seconds and every tenth of the work (and at least once a minute), says the step, the loss terms and the
+ETA, and `close` writes the last line.
 
 A host that shows progress elsewhere (the studio's job process) registers one `observe(callback)`: every bar
 then also reports `callback(desc, n, total, terms, image)` on each update, where `image` is a function that
@@ -30,6 +31,7 @@ class _Lines:
     def __init__(self, total: int, initial: int, desc: str, every: float, stream):
         self.total, self.n, self.desc, self.every, self.stream = total, initial, desc, every, stream
         self.start, self.start_n, self.last, self.terms = time.time(), initial, time.time(), {}
+        self.last_n = initial
 
     def _line(self, final: bool = False) -> None:
         elapsed = time.time() - self.start
@@ -43,8 +45,11 @@ class _Lines:
     def update(self, n: int = 1, terms: dict | None = None, image=None) -> None:
         self.n += n
         self.terms = terms or self.terms
-        if time.time() - self.last >= self.every:
-            self.last = time.time()
+        # A line when `every` seconds and a tenth of the work have passed, or every 12 x `every` seconds: a log
+        # stays a few lines a bar however slow the machine (a 3x slower demo must not write a 3x longer log).
+        waited = time.time() - self.last
+        if (waited >= self.every and self.n - self.last_n >= self.total / 10) or waited >= 12 * self.every:
+            self.last, self.last_n = time.time(), self.n
             self._line()
 
     def close(self) -> None:

@@ -311,7 +311,7 @@ def test_notices_go_through_logging(capsys, caplog):
     log.propagate = True  # as a library under an application that configured logging (pytest has)
     with caplog.at_level(logging.INFO, logger="lossnet"):
         notice("logged")
-    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [("lossnet", "INFO", "logged")]
+    assert [(r.name, r.levelname) for r in caplog.records if r.getMessage() == "logged"] == [("lossnet", "INFO")]
     capsys.readouterr()  # (an earlier CLI call in this process may have shown it on stderr as well)
     show_notices()  # what the CLI does
     notice("a choice was made")
