@@ -204,7 +204,7 @@ def map_frames(src: str | os.PathLike, out: str | os.PathLike,
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise LossnetError(f"output folder does not exist: {out.parent}")
     source = Frames(src, size)
-    bar = progress(source.count, desc, show_progress)
+    bar = progress(source.count, desc, show_progress, faster="a smaller --size")
 
     def counted(results):
         for result in results:

@@ -46,7 +46,7 @@ def cmd_apply(args) -> None:
     if src.is_dir():
         out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    bar = progress(len(images), "pix2pix apply", enabled=len(images) > 1)
+    bar = progress(len(images), "pix2pix apply", enabled=len(images) > 1, faster="fewer images")
     for image, dst in images:
         save_image(apply(net, image, seed=args.seed, precision=precision), dst)
         bar.update(1)

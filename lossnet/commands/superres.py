@@ -57,7 +57,7 @@ def cmd_superres(args) -> None:
     if src.is_dir():
         out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    bar = progress(len(images), "superres", enabled=src.is_dir())
+    bar = progress(len(images), "superres", enabled=src.is_dir(), faster="smaller inputs")
     for image, dst in images:
         result = upscale(net, image, scale, tile=args.tile, overlap=args.overlap, precision=precision)
         save_image(result, dst)
