@@ -19,6 +19,8 @@ import torch
 from .errors import LossnetError
 from .io import atomic_write, list_images, load_image, resize_longest
 
+QUALITY = 8  # imageio's 0-10 scale for libx264 (8: visually lossless for photos at a modest size)
+
 
 def open_video(path: str | os.PathLike):
     """(reader, fps) for a video file; a clear error for anything that is not one."""
@@ -81,7 +83,7 @@ def _encode(frames, path: Path, fps: float) -> int:
     import imageio.v2 as imageio
 
     count = 0
-    writer = imageio.get_writer(str(path), format="FFMPEG", fps=fps, codec="libx264", quality=8,
+    writer = imageio.get_writer(str(path), format="FFMPEG", fps=fps, codec="libx264", quality=QUALITY,
                                 macro_block_size=1, pixelformat="yuv420p")
     try:
         for frame in frames:
