@@ -48,10 +48,11 @@ class Estimate:
     seconds: float
     peak_bytes: int | None
 
-    def describe(self, faster: str = "") -> str:
+    def describe(self, faster: str = "", left: bool = False) -> str:
+        """One line; `left`: of the rest of a run already under way."""
         memory = f", peak memory about {_size(self.peak_bytes)}" if self.peak_bytes else ""
         hint = f" ({faster} for less)" if faster else ""
-        return f"estimated time on this machine about {_duration(self.seconds)}{memory}{hint}"
+        return f"estimated time {'left ' if left else ''}on this machine about {_duration(self.seconds)}{memory}{hint}"
 
 
 def _duration(seconds: float) -> str:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LossnetError
+from .tiling import pad_to_multiple
 
 TOLERANCE = 1e-3  # largest |onnxruntime - torch| accepted, in [0, 1] pixel units
 
@@ -90,13 +91,13 @@ def load_any(spec: str | os.PathLike) -> torch.nn.Module:
     """A trained model of any kind: a bundled name of any kind, or a file (its stored kind decides)."""
     from . import fast, pix2pix, superres
     from .errors import suggest
-    bundled = {**{n: ("style", n) for n in fast.bundled_models()}, **{n: ("sr", n) for n in superres.bundled_models()},
-               **{n: ("pix2pix", n) for n in pix2pix.bundled_models()}}
+    bundled = {**{n: "style" for n in fast.bundled_models()}, **{n: "sr" for n in superres.bundled_models()},
+               **{n: "pix2pix" for n in pix2pix.bundled_models()}}
     path = Path(spec)
     if not path.exists() and str(spec) not in bundled:
         raise LossnetError(f"no model {spec!r}: not a file, nor a bundled model{suggest(str(spec), bundled)} "
                            f"(bundled: {', '.join(bundled)})")
-    kind = bundled[str(spec)][0] if str(spec) in bundled else None
+    kind = bundled.get(str(spec))
     if kind is None and path.is_file() and path.suffix == ".safetensors":
         from safetensors import safe_open
         try:
@@ -112,22 +113,8 @@ def load_any(spec: str | os.PathLike) -> torch.nn.Module:
     return fast.load_transformer(spec)
 
 
-def _padded(image: torch.Tensor, multiple: int, centered: bool):
-    """(image padded to multiples of `multiple`, the crop that undoes it on an output `scale` times larger)."""
-    h, w = image.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    top, left = (ph // 2, pw // 2) if centered else (0, 0)
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        image = F.pad(image, (left, pw - left, top, ph - top), mode=mode)
-
-    def crop(y: torch.Tensor, scale: int) -> torch.Tensor:
-        return y[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
-    return image, crop
-
-
 def _torch_output(g: Graph, image: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
-    x, crop = _padded(image, g.multiple, g.centered)
+    x, crop = pad_to_multiple(image, g.multiple, g.centered)
     with torch.no_grad():
         y = g.module(x, style) if g.n_styles > 1 else g.module(x)
     return crop(y, g.scale)
@@ -145,7 +132,7 @@ def export_onnx(net: torch.nn.Module, path: str | os.PathLike, opset: int = 17) 
     if not (path.parent if str(path.parent) else Path(".")).is_dir():
         raise LossnetError(f"output folder does not exist: {path.parent}")
     g = graph_of(net)
-    side = max(g.multiple, 64 if g.multiple < 64 else g.multiple)
+    side = max(g.multiple, 64)
     x = torch.rand(1, 3, side, side)
     names, axes = ["image"], {"image": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}}
     args = (x,)
@@ -188,7 +175,7 @@ def run_onnx(session, image: torch.Tensor, style: torch.Tensor | None = None, mu
     """Run an exported graph like the torch paths: pad to `multiple` (at the end, or on both sides when
     `centered`), run, crop back (times `scale`). Style: multiple 4; SR: 1 and its scale; pix2pix: the U-Net's
     multiple (2 ** downsamplings), centered."""
-    x, crop = _padded(image, multiple, centered)
+    x, crop = pad_to_multiple(image, multiple, centered)
     feed = {"image": x.numpy().astype("float32")}
     inputs = session.get_inputs()
     if any(i.name == "style" for i in inputs):

@@ -135,7 +135,7 @@ class Picture(torch.Tensor):
     Any operation on it gives a plain tensor, so it behaves as one everywhere else. `history`: the pixel
     loop's rows ({"iter", "loss", term...} per iteration) for the methods that optimise it, else empty."""
 
-    history: list = []
+    history: list | tuple = ()  # set per instance by `picture`
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):

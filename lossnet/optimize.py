@@ -209,8 +209,7 @@ def coarse_to_fine(sizes: Sequence[tuple[int, int]], build: Callable[[tuple[int,
         if image is not None:
             init = resize(image, hw)
         if stage == 0 and cfg.progress:  # said before the work: time and memory, measured here and now
-            say_estimate(objective, net, init, run, sizes, [iters[i] if iters else cfg.iters for i in range(len(sizes))],
-                         cfg.faster)
+            say_estimate(objective, net, init, run, sizes, list(iters) if iters else [cfg.iters] * len(sizes), cfg.faster)
         stage_cfg = LoopConfig(**{**cfg.__dict__, "iters": iters[stage] if iters else cfg.iters,
                                   "desc": f"{cfg.desc} {hw[1]}x{hw[0]}"})
         image, rows = optimize_pixels(objective, net, init, stage_cfg)

@@ -27,6 +27,7 @@ from .distributed import is_main_process
 from .errors import LossnetError, suggest
 from .features import build_matching
 from .io import picture
+from .tiling import pad_to_multiple
 from .nets.patchgan import define_discriminator
 from .nets.unet import define_generator
 from .data import StepBatches
@@ -206,18 +207,11 @@ def apply(net: torch.nn.Module, image: torch.Tensor, seed: int | None = 0, preci
     `precision` as in `lossnet.precision`."""
     if seed is not None:
         torch.manual_seed(seed)
-    h, w = image.shape[-2:]
-    m = _multiple(net)
-    ph, pw = -h % m, -w % m
-    x = image * 2 - 1
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
+    x, crop = pad_to_multiple(image, _multiple(net), centered=True)
     device = next(net.parameters()).device
     with announce(resolve_precision(precision, device)).autocast():
-        y = net(x.to(device)).float().cpu()
-    y = y[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
-    return picture(((y + 1) / 2).clamp(0, 1))
+        y = net((x * 2 - 1).to(device)).float().cpu()
+    return picture(((crop(y) + 1) / 2).clamp(0, 1))
 
 
 # ----------------------------------------------------------------------------- test page

@@ -115,7 +115,7 @@ class _Estimated:
             from .estimate import Estimate, peak_bytes
             from .weights import notice
             left = (now - self.last) / n * (self.total - self.n)
-            notice(Estimate(left, peak_bytes()).describe(self.faster).replace("estimated time", "estimated time left", 1))
+            notice(Estimate(left, peak_bytes()).describe(self.faster, left=True))
         self.last = now
 
     def close(self) -> None:

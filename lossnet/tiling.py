@@ -1,13 +1,15 @@
 """Run an image-to-image network on a large image in overlapping tiles, feather-blended so no seam shows.
 
 Used by feed-forward style and super-resolution to bound memory by one tile (pix2pix runs whole: its U-Net
-sees the image at 1/256 of its size and needs all of it).
+sees the image at 1/256 of its size and needs all of it). `pad_to_multiple` pads an image to the sizes a network
+takes, and crops its output back.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 
 def _ramp(n: int, overlap: int, start: bool, end: bool) -> torch.Tensor:
@@ -50,3 +52,19 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile:
             out[..., ys, xs] += piece.cpu() * weight
             total[ys, xs] += weight
     return out / total
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int, centered: bool = False):
+    """(image padded so H and W are multiples of `multiple`, crop(y, scale) that undoes it on an output `scale`
+    times larger). Reflection padding, or replication where the image is smaller than the pad; at the end of
+    each side, or split over both sides when `centered` (pix2pix, as the reference pads)."""
+    h, w = image.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    top, left = (ph // 2, pw // 2) if centered else (0, 0)
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        image = F.pad(image, (left, pw - left, top, ph - top), mode=mode)
+
+    def crop(y: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        return y[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+    return image, crop

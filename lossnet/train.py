@@ -215,11 +215,15 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
 
 def train_to_file(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool,
                   write_model: Callable[[int], Path]) -> Path:
-    """`train`, with the model file written at every checkpoint and at the end by `write_model(step)` (rank 0),
-    so a long run always has a usable model that says the step it reached; returns its path."""
+    """`train`, with the model file written at every checkpoint by `write_model(step)` (rank 0), so a long run
+    always has a usable model that says the step it reached; returns its path (None on the other ranks). The last
+    step always checkpoints, so the model is written once more only when a resumed run had nothing left to do."""
     from .distributed import is_main_process
-    rows = train(task, run_dir, cfg, resume=resume, on_checkpoint=write_model)
-    return write_model(rows[-1]["step"] if rows else cfg.iters) if is_main_process() else None
+    written: list[Path] = []
+    rows = train(task, run_dir, cfg, resume=resume, on_checkpoint=lambda step: written.append(write_model(step)))
+    if not is_main_process():
+        return None
+    return written[-1] if rows else write_model(cfg.iters)
 
 
 def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, ddp: Distributed,

@@ -2,7 +2,6 @@
 transfer; `--temporal` for video)."""
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 

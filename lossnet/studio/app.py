@@ -175,15 +175,13 @@ def create_app(settings: Settings) -> Starlette:
             folder = settings.run_dir / job_id
             folder.mkdir(parents=True)
             stored: dict[str, list[str]] = {}
+            limit = min(settings.max_pixels, m.max_input_pixels or settings.max_pixels)
             for key, files in uploads.items():
-                u = known[key]
-                limit = min(settings.max_pixels, m.max_input_pixels or settings.max_pixels)
-                for i, f in enumerate(files[:u.multiple]):
+                M.check_count(known[key], len(files))  # before any file is read or stored
+                for i, f in enumerate(files):
                     data = await f.read()
                     stored.setdefault(key, []).append(str(await run_in_threadpool(
-                        store_upload, u, data, f.filename, folder, i, limit)))
-                if len(files) > u.multiple:
-                    raise M.BadRequest(f"{key!r} takes at most {u.multiple} file{'s' if u.multiple > 1 else ''}")
+                        store_upload, known[key], data, f.filename, folder, i, limit)))
             argv = M.argv_for(m, fields, stored, str(folder / RESULT))
             job = queue.submit(Job(job_id, m.name, argv, folder, stages_of(m, fields)))
         except M.BadRequest as e:

@@ -56,23 +56,10 @@ class Method:
     # "upload:FIELD" (one per file in FIELD) or "model" (one per style of the chosen multi-style model)
 
 
-def _style_models() -> dict:
-    from ..fast import bundled_models
-    return bundled_models()
-
-
-def _names(bundled) -> list[str]:
-    return sorted(bundled())
-
-
-def _sr_models() -> list[str]:
-    from ..superres import bundled_models
-    return sorted(bundled_models())
-
-
-def _pix2pix_models() -> list[str]:
-    from ..pix2pix import bundled_models
-    return sorted(bundled_models())
+def _bundled(module: str) -> dict:
+    """The bundled models of lossnet.<module> (fast, superres, pix2pix), read when the catalog is built."""
+    import importlib
+    return importlib.import_module(f"lossnet.{module}").bundled_models()
 
 
 _SIZE = {"size": 1024}
@@ -119,8 +106,8 @@ METHODS = (
            defaults={"size": 256}, maximum={"size": 1024, "iters": 200, "octaves": 8}, live_preview=True),
 )
 
-# Parameters whose choices are the bundled models of the method's kind, read when the catalog is built.
-_MODEL_CHOICES = {"fast-style": lambda: _names(_style_models), "superres": _sr_models, "pix2pix": _pix2pix_models}
+# Methods whose `model` parameter chooses among the bundled models of this module.
+_MODEL_CHOICES = {"fast-style": "fast", "superres": "superres", "pix2pix": "pix2pix"}
 
 
 def method(name: str) -> Method:
@@ -154,7 +141,7 @@ def _choices(m: Method, dest: str, a: argparse.Action) -> list | None:
     if dest in m.choices:
         return list(m.choices[dest])
     if dest == "model" and m.name in _MODEL_CHOICES:
-        return _MODEL_CHOICES[m.name]()
+        return sorted(_bundled(_MODEL_CHOICES[m.name]))
     return list(a.choices) if a.choices else None
 
 
@@ -188,7 +175,7 @@ def describe(m: Method) -> dict:
             "params": params, "live_preview": m.live_preview}
     if m.name == "fast-style":  # the page draws one blend slider per style of a multi-style model
         info["models"] = {name: {"styles": e["styles"], "description": e.get("description", "")}
-                          for name, e in _style_models().items()}
+                          for name, e in _bundled("fast").items()}
     return info
 
 
@@ -200,6 +187,11 @@ def _number_check(dest: str, value, m: Method) -> None:
     values = value if isinstance(value, list) else [value]
     if dest in m.maximum and any(v > m.maximum[dest] for v in values):
         raise BadRequest(f"parameter {dest}: at most {m.maximum[dest]} in the studio, got {value}")
+
+
+def check_count(u: Upload, count: int) -> None:
+    if count > u.multiple:
+        raise BadRequest(f"{u.field!r} takes at most {u.multiple} file{'s' if u.multiple > 1 else ''}")
 
 
 def _flag(a: argparse.Action) -> str | None:
@@ -223,8 +215,7 @@ def argv_for(m: Method, fields: dict[str, str], files: dict[str, list[str]], out
             if u.required:
                 raise BadRequest(f"{m.name} needs a file in {u.field!r} ({u.help})")
             continue
-        if len(paths) > u.multiple:
-            raise BadRequest(f"{u.field!r} takes at most {u.multiple} file{'s' if u.multiple > 1 else ''}")
+        check_count(u, len(paths))
         flag = _flag(action(m, u.dest))
         for path in paths:
             if flag:
