@@ -27,11 +27,16 @@ from . import objectives as O
 from .errors import LossnetError
 
 # DIS settings: (finest pyramid level, patch size, patch stride, gradient-descent iterations, variational
-# refinement iterations). ultrafast, fast and medium are OpenCV's own presets. "balanced" is tuned here for
-# blending: it works at full resolution (fast stops at half resolution, and the flow it scales up smears
-# across a moving object's edge, which ghosts the object) with few iterations: about half medium's cost.
+# refinement iterations). ultrafast, fast and medium are OpenCV's own presets. The flow that carries the
+# result is `medium`: full resolution and dense patches, so it follows a moving object's edge (`fast` stops at
+# half resolution, and its flow smears across the edge, which ghosts the object). "balanced", full resolution
+# with few iterations at about half medium's cost, checks it on the way back: that flow only finds occlusions.
 PRESETS = {"ultrafast": (2, 8, 4, 12, 0), "fast": (2, 8, 4, 16, 5), "balanced": (1, 8, 4, 12, 1),
            "medium": (1, 8, 3, 25, 5)}
+# Farneback's polynomial-expansion flow (OpenCV, no weights): another method than DIS, for measuring a
+# stabilisation that blends along DIS flow with a flow it did not use.
+FARNEBACK = "farneback"
+FLOW_METHODS = (*PRESETS, FARNEBACK)
 GATYS_TEMPORAL_WEIGHT = 2000.0  # the temporal term's weight at strength 1 (a pixel MSE next to relative losses)
 
 
@@ -42,17 +47,17 @@ class TemporalConfig:
     `strength` is the share of the warped previous result in a stylised frame where the flow is reliable
     (0: frame by frame; 1: strokes never change where the scene is tracked). In the pixel loop it scales the
     temporal loss term instead (weight `strength * GATYS_TEMPORAL_WEIGHT`)."""
-    strength: float = 0.6
-    preset: str = "balanced"  # DIS settings (PRESETS) for the flow that carries the previous result
-    check_preset: str = "fast"  # ... for the flow back, which only finds occlusions: a cheaper one will do
+    strength: float = 0.7
+    preset: str = "medium"  # DIS settings (PRESETS) for the flow that carries the previous result
+    check_preset: str = "balanced"  # ... for the flow back, which only finds occlusions: a cheaper one will do
     flow_side: int = 1024  # the flow is computed at most at this longest side and scaled up beyond it
 
     def __post_init__(self):
         if not 0 <= self.strength <= 1:
             raise LossnetError(f"temporal strength must be in [0, 1], got {self.strength}")
         for preset in (self.preset, self.check_preset):
-            if preset not in PRESETS:
-                raise LossnetError(f"unknown flow preset {preset!r}: choose {', '.join(PRESETS)}")
+            if preset not in FLOW_METHODS:
+                raise LossnetError(f"unknown flow preset {preset!r}: choose {', '.join(FLOW_METHODS)}")
 
 
 # ----------------------------------------------------------------------------- flow, warp, masks
@@ -76,9 +81,10 @@ def gray(image: torch.Tensor | np.ndarray) -> np.ndarray:
 _DIS: dict[str, object] = {}
 
 
-def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, preset: str = "balanced",
+def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, preset: str = "medium",
                  max_side: int | None = 1024) -> np.ndarray:
-    """DIS optical flow from `source` to `target`: source(x) ~ target(x + flow(x)), (H, W, 2) in pixels.
+    """DIS optical flow (or Farneback's, `preset="farneback"`) from `source` to `target`:
+    source(x) ~ target(x + flow(x)), (H, W, 2) in pixels.
 
     Frames larger than `max_side` are shrunk for the flow and the flow is scaled back up: motion is smooth
     at that scale, and DIS's cost grows with the pixel count."""
@@ -87,9 +93,9 @@ def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.nd
         raise LossnetError(f"frames of different sizes ({a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}) "
                            "cannot be linked by optical flow")
     cv2 = _cv2()
-    if preset not in _DIS:
+    if preset not in _DIS and preset != FARNEBACK:
         if preset not in PRESETS:
-            raise LossnetError(f"unknown flow preset {preset!r}: choose {', '.join(PRESETS)}")
+            raise LossnetError(f"unknown flow preset {preset!r}: choose {', '.join(FLOW_METHODS)}")
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         finest, patch, stride, descent, refinement = PRESETS[preset]
         dis.setFinestScale(finest)
@@ -103,7 +109,10 @@ def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.nd
     if scale < 1:
         small = (max(1, round(w * scale)), max(1, round(h * scale)))
         a, b = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in (a, b))
-    flow = _DIS[preset].calc(a, b, None)
+    if preset == FARNEBACK:  # 5 levels, 15 px windows, 7-px polynomials: OpenCV's sample settings, finer
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 5, 15, 5, 7, 1.5, 0)
+    else:
+        flow = _DIS[preset].calc(a, b, None)
     if scale < 1:
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
         flow[..., 0] *= w / small[0]
@@ -164,7 +173,7 @@ def reliable(flow: np.ndarray, back: np.ndarray) -> np.ndarray:
     return (consistent & smooth & inside).astype(np.float32)
 
 
-def link(frame: torch.Tensor | np.ndarray, other: torch.Tensor | np.ndarray, preset: str = "balanced",
+def link(frame: torch.Tensor | np.ndarray, other: torch.Tensor | np.ndarray, preset: str = "medium",
          max_side: int | None = 1024, check_preset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(flow from `frame` to `other`, its reliability mask): `warp(image_on_other, flow)` is valid where mask is 1.
 

@@ -33,16 +33,27 @@ def shifted_pair(dx: int, dy: int, size: int = 96):
     return a.contiguous(), b.contiguous()
 
 
-@pytest.mark.parametrize("max_side", [None, 64])
-def test_warping_a_shifted_photo_recovers_it_inside_the_mask(max_side):
+@pytest.mark.parametrize("max_side,method", [(None, "medium"), (64, "medium"), (None, T.FARNEBACK)])
+def test_warping_a_shifted_photo_recovers_it_inside_the_mask(max_side, method):
     a, b = shifted_pair(3, 2)
-    flow, mask = T.link(a, b, "medium", max_side)
+    flow, mask = T.link(a, b, method, max_side)
     assert np.allclose(np.median(flow.reshape(-1, 2), 0), (3, 2), atol=0.25)
     assert mask.mean() > 0.8
     assert mask[:, -3:].max() == 0 and mask[-2:].max() == 0  # those pixels left the frame
     inside = torch.from_numpy(mask).bool()
     error = (T.warp(b, flow) - a).abs().mean(1)[0]
     assert float(error[inside].mean()) < 0.02 < float((b - a).abs().mean())
+
+
+def test_a_video_moved_by_one_pixel_reads_back_moved_by_one_pixel(tmp_path):
+    """Chroma is interpolated when frames are decoded: ffmpeg's default repeats each 4:2:0 chroma sample over
+    a 2x2 block fixed to the frame grid, which turns an odd shift into colour flicker (6x this error)."""
+    from lossnet.video import Frames, write_frames
+    x = photo("astronaut", 192)[..., 40:104, 40:105]
+    a, b = x[..., :64].contiguous(), x[..., 1:65].contiguous()  # b(x) = a(x + 1)
+    write_frames(iter([a, b]), tmp_path / "shift.mp4", 4)
+    first, second = Frames(tmp_path / "shift.mp4")
+    assert float((second[..., :-1] - first[..., 1:]).pow(2).mean()) < 6e-5
 
 
 def square_scene(x: int, side: int = 24, size: int = 80) -> torch.Tensor:

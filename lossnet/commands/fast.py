@@ -216,14 +216,16 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list the bundled models of every kind (style, super-resolution, pix2pix)")
     p.set_defaults(func=cmd_models)
 
-    from ..temporal import PRESETS
+    from ..temporal import FLOW_METHODS
     p = sub.add_parser("eval-video", help="warping error of a stylised video against its input (Lai et al.)",
                        description="Flicker, measured: the squared error between each stylised frame and the next "
                                    "one warped back by the input's optical flow (DIS), over non-occluded pixels, "
                                    "averaged over the frame pairs; also the input's own error, the floor.")
     p.add_argument("original", help="the input video (or folder of frames)")
     p.add_argument("stylised", help="its stylisation, same frame count")
-    p.add_argument("--flow-preset", default="medium", choices=PRESETS, help="DIS preset (default medium)")
+    p.add_argument("--flow-preset", default="medium", choices=FLOW_METHODS,
+                   help="DIS preset for the input's flow (default medium), or farneback: another method than the "
+                        "DIS flow --temporal blends along, to check a stabilisation with a flow it did not use")
     p.set_defaults(func=cmd_eval_video)
 
     p = sub.add_parser("export", help="export a style, super-resolution or pix2pix model to ONNX (checked with onnxruntime)")
