@@ -90,56 +90,25 @@ def names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def nonneg(text: str) -> float:
-    v = float(text)
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+def _bounded(convert, holds, must: str, name: str):
+    """An argparse type: `convert(text)`, refused unless `holds(value)` ("must be MUST, got TEXT")."""
+    def parse(text: str):
+        value = convert(text)
+        if not holds(value):
+            raise argparse.ArgumentTypeError(f"must be {must}, got {text}")
+        return value
+    parse.__name__ = name  # argparse names the type in "invalid ... value" errors
+    return parse
 
 
-def positive(text: str) -> float:
-    v = float(text)
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def positive_int(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
-
-
-def fraction(text: str) -> float:
-    """A number in [0, 1) (Adam's beta1)."""
-    v = float(text)
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return v
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1] (a blend strength)."""
-    v = float(text)
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return v
-
-
-def tile_side(text: str) -> int:
-    """0 (never tile) or a tile side of at least 32 pixels (smaller tiles are all overlap and padding)."""
-    v = int(text)
-    if v != 0 and v < 32:
-        raise argparse.ArgumentTypeError(f"must be 0 (no tiles) or at least 32, got {text}")
-    return v
-
-
-def nonneg_int(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+nonneg = _bounded(float, lambda v: v >= 0, ">= 0", "nonneg")  # NaN is refused: it is not >= 0
+positive = _bounded(float, lambda v: 0 < v < float("inf"), "> 0", "positive")
+positive_int = _bounded(int, lambda v: v >= 1, ">= 1", "positive_int")
+nonneg_int = _bounded(int, lambda v: v >= 0, ">= 0", "nonneg_int")
+fraction = _bounded(float, lambda v: 0 <= v < 1, "in [0, 1)", "fraction")  # Adam's beta1
+unit_interval = _bounded(float, lambda v: 0 <= v <= 1, "in [0, 1]", "unit_interval")  # a blend strength
+# 0 (never tile) or a tile side of at least 32 pixels (smaller tiles are all overlap and padding)
+tile_side = _bounded(int, lambda v: v == 0 or v >= 32, "0 (no tiles) or at least 32", "tile_side")
 
 
 def add_network_args(p: argparse.ArgumentParser) -> None:
@@ -151,10 +120,127 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
 
 
-def add_device_args(p) -> None:
+def add_device_args(p, default: str = "cpu") -> None:
     """--device and --precision, for every command that runs a network."""
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto (default cpu)")
+    p.add_argument("--device", default=default, help=f"cpu, cuda, cuda:1, mps or auto (default {default})")
     add_precision_arg(p)
+
+
+# ----------------------------------------------------------------------------- options from config dataclasses
+def flag_of(f) -> str:
+    """A config field's command-line flag: its `flag`, else --its-name (`n_layers_D` -> --n-layers-D)."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _type_of(hint, meta: dict):
+    """The argparse type of a config field: from its annotation (X | None is X) and its `minimum`."""
+    import types
+    import typing
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is not None:  # Sequence[...]: comma-separated values, unless repeated
+        return None if meta.get("repeat") else {str: names, float: floats, int: ints}[typing.get_args(hint)[0]]
+    if hint is int:
+        return {1: positive_int, 0: nonneg_int}.get(meta.get("minimum"), int)
+    if hint is float:
+        return nonneg if meta.get("minimum") == 0 else float
+    return None
+
+
+def add_config_args(p, config_type, title: str | None = None) -> None:
+    """A flag for every `registry.option` field of a config dataclass: its name, type, default, choices and help
+    come from the field (the one place they are said); a bool is a switch (--no-NAME when it defaults to on)."""
+    import dataclasses
+    import typing
+    hints = typing.get_type_hints(config_type)
+    g = p.add_argument_group(title) if title else p
+    for f in dataclasses.fields(config_type):
+        meta = f.metadata
+        if "help" not in meta:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = None if default is dataclasses.MISSING else default
+        kw = {"dest": f.name, "help": meta["help"]}
+        if hints[f.name] is bool:
+            g.add_argument(f"--no-{f.name.replace('_', '-')}" if default else flag_of(f), **kw,
+                           action="store_false" if default else "store_true")
+            continue
+        kw.update(default=list(default) if isinstance(default, tuple) else default,
+                  type=_type_of(hints[f.name], meta), required=meta.get("required", False))
+        if meta.get("repeat"):
+            kw.update(action="append", default=None)
+        for key in ("choices", "metavar"):
+            if key in meta:
+                kw[key] = list(meta[key]) if key == "choices" else meta[key]
+        g.add_argument(flag_of(f), **kw)
+
+
+def config_from_args(config_type, args, **more):
+    """The config dataclass from the parsed flags `add_config_args` made (and `more` fields, e.g. train)."""
+    import dataclasses
+    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type)
+                          if "help" in f.metadata}, **more)
+
+
+def add_train_args(p, defaults) -> None:
+    """The generator loop's options (`train.TrainConfig`, with a method's `defaults`), the output and the run."""
+    g = p.add_argument_group("training")
+    g.add_argument("-o", "--output", required=True,
+                   help="the model: a .safetensors file, or a run folder that gets model.safetensors")
+    g.add_argument("--run-dir", help="log.csv, samples/ and checkpoints (default: beside a model file, its name + "
+                                     "_run; a run folder itself)")
+    g.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    g.add_argument("--iters", type=positive_int, default=defaults.iters, help="training steps")
+    g.add_argument("--lr", type=positive, default=defaults.lr, help="Adam's learning rate")
+    g.add_argument("--beta1", type=fraction, default=defaults.betas[0], help="Adam's beta1")
+    g.add_argument("--decay-from", type=nonneg_int, default=defaults.decay_from,
+                   help="from this step the learning rate falls linearly to 0 (default: constant; pix2pix: "
+                        "from half the iterations)")
+    g.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every,
+                   help="steps between checkpoints (and model files)")
+    g.add_argument("--sample-every", type=nonneg_int, default=defaults.sample_every,
+                   help="steps between sample images (0: at the end only)")
+    g.add_argument("--half", action=argparse.BooleanOptionalAction, default=None,
+                   help="store the model's tensors in fp16, half the size (default: style models yes, others no)")
+    g.add_argument("--seed", type=int, default=defaults.seed)
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_args(g, default="auto")  # CUDA when there is one
+
+
+def train_config_from_args(args, defaults):
+    """The TrainConfig of the flags `add_train_args` made."""
+    import dataclasses
+    return dataclasses.replace(defaults, iters=args.iters, lr=args.lr, betas=(args.beta1, defaults.betas[1]),
+                               decay_from=args.decay_from, checkpoint_every=args.checkpoint_every,
+                               sample_every=args.sample_every, seed=args.seed, device=resolve_device(args.device),
+                               precision=args.precision, progress=not args.quiet)
+
+
+def add_train_command(sub, name: str, kind, help: str, description: str | None = None):
+    """The training command of a model kind (`lossnet.registry.Kind`): its config's options, then the loop's."""
+    from .registry import get
+    kind = get(kind)
+    p = sub.add_parser(name, help=help, description=description)
+    add_config_args(p, kind.config, f"{kind.title} ({kind.config.__name__})")
+    add_train_args(p, _train_defaults(kind))
+    p.set_defaults(func=cmd_train, kind=kind.name)
+    return p
+
+
+def _train_defaults(kind):
+    import dataclasses
+    return next(f for f in dataclasses.fields(kind.config) if f.name == "train").default_factory()
+
+
+def cmd_train(args) -> None:
+    """Any kind's training command: the config from the flags, the task, the generator loop."""
+    from .registry import destination, get, train_model
+    kind = get(args.kind)
+    _, run_dir = destination(args.output, args.run_dir)  # a bad output fails before any data is read
+    cfg = config_from_args(kind.config, args, train=train_config_from_args(args, _train_defaults(kind)))
+    start = time.time()
+    path = train_model(kind.task(cfg), cfg, args.output, args.run_dir, args.resume, args.half)
+    report_training(path, start, run_dir)
 
 
 def resolve_run(args):
@@ -212,8 +298,14 @@ def report(path, image, start: float) -> None:
     print(f"wrote {path} ({w}x{h}) in {time.time() - start:.1f} s")
 
 
-# Each module registers its subcommands; the library modules themselves know nothing of the CLI.
-COMMAND_MODULES = ["style", "fast", "superres", "pix2pix", "viz", "serve", "weights"]
+def report_applied(applied, start: float, note: str = "") -> None:
+    """The last line of a command that ran a model on an image, a folder or a video (`registry.Applied`)."""
+    print(f"wrote {applied}{note} in {time.time() - start:.1f} s")
+
+
+# Each module registers its subcommands; the library modules themselves know nothing of the CLI. `models` comes
+# last: it adds a training command for every model kind that has none of its own yet.
+COMMAND_MODULES = ["style", "superres", "pix2pix", "viz", "serve", "weights", "models"]
 
 
 def build_parser() -> Parser:
@@ -294,13 +386,24 @@ def refuse_overwriting_inputs(args) -> None:
                                    "choose another output")
 
 
+def _in_cli_words(error: LossnetError, parser: Parser) -> str:
+    """The message of a library error; one that names a config field (ConfigError) names its flag instead."""
+    from .errors import ConfigError
+    if isinstance(error, ConfigError):
+        for a in parser._command_parser()._actions:
+            if a.dest == error.field and a.option_strings:
+                return f"{a.option_strings[-1]}: {error.message}"
+    return str(error)
+
+
 def main(argv=None) -> int:
     import signal
     import warnings
     warnings.formatwarning = _warning_line
     from .weights import show_notices
     show_notices()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         refuse_overwriting_inputs(args)
@@ -308,7 +411,7 @@ def main(argv=None) -> int:
     except LossnetError as e:
         from .distributed import is_main_process
         if is_main_process():  # under torchrun every rank stops with the same error; rank 0 says it
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_in_cli_words(e, parser)}", file=sys.stderr)
         return 2
     except OSError as e:  # a read-only folder, a full disk: one line, and atomic writes left nothing behind
         where = f": {e.filename}" if e.filename else ""

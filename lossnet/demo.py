@@ -40,9 +40,29 @@ def run_demo(out: Path, quick: bool = False) -> list[Path]:
         print(f"stylized with {name} in {time.time() - t:.1f} s")
         row += [style, image]
     written.append(save_image(side_by_side(row), out / "summary.png"))
-    from .fast import run_demo_part
-    written += run_demo_part(out, content, quick)
+    written += feed_forward_part(out, content)
     for path in written:
         print(f"wrote {path}")
     print(f"demo done in {time.time() - start:.1f} s; outputs in {out}/")
+    return written
+
+
+def feed_forward_part(out: Path, content: torch.Tensor) -> list[Path]:
+    """Every bundled style model on the demo photo, and a blend strip for each multi-style one."""
+    from .fast import apply, bundled_models, load_transformer
+
+    models = bundled_models()
+    if not models:
+        print("fast style: no bundled models")
+    written = []
+    for name in models:
+        net = load_transformer(name)
+        t = time.time()
+        result = apply(net, content)
+        print(f"fast style {name}: {content.shape[-1]}x{content.shape[-2]} in {1000 * (time.time() - t):.0f} ms")
+        written.append(save_image(result, out / f"fast_{name}.png"))
+        if net.n_styles > 1:
+            strip = [apply(net, content, torch.tensor([1 - k / 4, k / 4] + [0.0] * (net.n_styles - 2)))
+                     for k in range(5)]
+            written.append(save_image(torch.cat(strip, -1), out / f"fast_{name}_blend.png"))
     return written

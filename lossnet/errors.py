@@ -16,3 +16,11 @@ def suggest(name: str, choices) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+class ConfigError(LossnetError):
+    """A bad value of one config field, named: `field: message`. The CLI says the field's flag instead."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message

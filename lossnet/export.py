@@ -28,16 +28,17 @@ TOLERANCE = 1e-3  # largest |onnxruntime - torch| accepted, in [0, 1] pixel unit
 
 @dataclass
 class Graph:
-    """What gets traced, and how to feed it."""
+    """What gets traced, and how to feed it: each model kind's `graph(net)` says (`lossnet.registry.Kind`)."""
     module: torch.nn.Module  # forward(image[, style]) on multiples of `multiple`
     multiple: int = 1
     scale: int = 1
     n_styles: int = 1
-    kind: str = ""
     centered: bool = False  # padded on both sides (pix2pix.apply) rather than at the end (style)
 
 
-class _StyleBody(torch.nn.Module):
+class StyleBody(torch.nn.Module):
+    """A style network without its input checks and padding (which `run_onnx` does), style blend as an input."""
+
     def __init__(self, net):
         super().__init__()
         self.net = net
@@ -46,8 +47,8 @@ class _StyleBody(torch.nn.Module):
         return self.net.body(image, style)
 
 
-class _Pix2Pix(torch.nn.Module):
-    """[0, 1] in and out around the generator's [-1, 1]."""
+class UnitRange(torch.nn.Module):
+    """[0, 1] in and out around a generator of [-1, 1] images (pix2pix)."""
 
     def __init__(self, net):
         super().__init__()
@@ -57,7 +58,7 @@ class _Pix2Pix(torch.nn.Module):
         return (self.net(image * 2 - 1) + 1) / 2
 
 
-def _per_image_norms(net: torch.nn.Module) -> torch.nn.Module:
+def per_image_norms(net: torch.nn.Module) -> torch.nn.Module:
     """A copy whose BatchNorm2d layers normalise each image by its own statistics (= instance norm + affine)
     and whose dropout is off."""
     net = copy.deepcopy(net).eval()
@@ -74,43 +75,12 @@ def _per_image_norms(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def graph_of(net: torch.nn.Module) -> Graph:
-    from .nets.srnet import SRNet
-    from .nets.transformer import TransformerNet
-    if isinstance(net, TransformerNet):
-        return Graph(_StyleBody(net.cpu().eval()), 4, 1, net.n_styles, "style")
-    if isinstance(net, SRNet):
-        return Graph(net.cpu().eval(), 1, net.upscale, 1, "super-resolution")
-    from .nets.unet import ResnetGenerator, UnetGenerator
-    if isinstance(net, (UnetGenerator, ResnetGenerator)):
-        from .pix2pix import _multiple
-        return Graph(_Pix2Pix(_per_image_norms(net.cpu())), _multiple(net), 1, 1, "pix2pix", centered=True)
-    raise LossnetError(f"cannot export a {type(net).__name__}: ONNX export takes style, SR and pix2pix models")
-
-
-def load_any(spec: str | os.PathLike) -> torch.nn.Module:
-    """A trained model of any kind: a bundled name of any kind, or a file (its stored kind decides)."""
-    from . import fast, pix2pix, superres
-    from .errors import suggest
-    bundled = {**{n: "style" for n in fast.bundled_models()}, **{n: "sr" for n in superres.bundled_models()},
-               **{n: "pix2pix" for n in pix2pix.bundled_models()}}
-    path = Path(spec)
-    if not path.exists() and str(spec) not in bundled:
-        raise LossnetError(f"no model {spec!r}: not a file, nor a bundled model{suggest(str(spec), bundled)} "
-                           f"(bundled: {', '.join(bundled)})")
-    kind = bundled.get(str(spec))
-    if kind is None and path.is_file() and path.suffix == ".safetensors":
-        from safetensors import safe_open
-        try:
-            with safe_open(str(path), "pt") as f:
-                stored = (f.metadata() or {}).get("lossnet_kind")
-        except Exception:  # noqa: BLE001 - not a safetensors file: the style loader says so in its words
-            stored = None
-        kind = {superres.KIND: "sr", pix2pix.KIND: "pix2pix"}.get(stored, "style")
-    if kind == "sr":
-        return superres.load_srnet(spec)
-    if kind == "pix2pix" or (path.is_dir()):
-        return pix2pix.load_generator(spec)
-    return fast.load_transformer(spec)
+    """The graph of a trained network, as its kind exports it."""
+    from .registry import kind_of
+    kind = kind_of(net)
+    if kind.graph is None:
+        raise LossnetError(f"cannot export a {kind.name} model to ONNX")
+    return kind.graph(net)
 
 
 def _torch_output(g: Graph, image: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:

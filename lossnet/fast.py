@@ -6,75 +6,70 @@ https://arxiv.org/abs/1610.07629) on the generator loop, then stylise any image 
     net = load_transformer("wave")                  # a bundled name or a path
     image = apply(net, load_image("photo.jpg"))     # large images go through in overlapping tiles
 
-The training objective is the Gatys objective of `lossnet.style` with the paper's layers: content at relu2_2,
-Gram style at relu1_2, relu2_2, relu3_3, relu4_3, and TV; `objective_value` computes it for any image, so a
-network's output can be compared with Gatys runs on the very same objective.
+The training loss is Gatys et al.'s objective, `lossnet.style.objective`, with the paper's layers: content at
+relu2_2, Gram style at relu1_2, relu2_2, relu3_3, relu4_3, and TV; `objective_value` computes it for any image,
+so a network's output can be compared with Gatys runs on the very same objective. The kind is `KIND` (style)
+in `lossnet.registry`, which loads, saves, trains and applies it like every other kind.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from . import objectives as O
+from . import registry
 from .color import keep_colors
 from .data import StepBatches, photo_crops
-from .errors import LossnetError
+from .errors import ConfigError, LossnetError
+from .export import Graph, StyleBody
 from .features import LossNetwork, build_matching
 from .io import MIN_SIDE, load_image, picture, resize_longest
 from .nets.transformer import ARCHS, CondInstanceNorm, TransformerNet
-from .style import blended_grams, check_weights
 from .precision import announce, resolve as resolve_precision
-from .train import TrainConfig, seeded, train_to_file
+from .registry import Kind, init_from_option, loss_network_option, loss_weights_option, option
+from .style import blended_grams, check_weights, objective
+from .train import Task, TrainConfig, seeded
 
-MODELS_DIR = Path(__file__).parent / "models"
-KIND = "transformer"
-DEFAULT_CONTENT_LAYERS = ("relu2_2",)
-DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+JOHNSON_CONTENT_LAYERS = ("relu2_2",)  # the paper's (VGG16)
+JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 
 @dataclass
 class FastStyleConfig:
-    styles: Sequence[str]  # style image paths (several: one conditional network)
-    data: Sequence[str]  # folders of training photos (searched recursively)
-    arch: str = "full"
-    norm: str = "instance"
-    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS
-    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS
-    style_layer_weights: Sequence[float] | None = None
-    content_weight: float = 1.0
-    style_weight: float = 10.0
-    tv_weight: float = 1.0
-    style_size: int = 256  # longest side of each style image when its Grams are taken
-    crop: int = 256
-    batch_size: int = 4
-    teacher: str | None = None  # distil: also match this trained network's output (pixels)
-    distill_weight: float = 0.0
-    network: str = "vgg16"
-    weights: str | None = None
-    init_from: str | None = None  # a trained model to start from (a warm start; the optimiser starts afresh)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    styles: Sequence[str] = option(help="style image (repeat for a multi-style network)", flag="--style",
+                                   metavar="IMAGE", repeat=True, required=True, path=True)
+    data: Sequence[str] = option(help="folder of training photos (repeatable, recursive)", metavar="DIR",
+                                 repeat=True, required=True, path=True)
+    arch: str = option("full", "full (the paper's network) or lite (real time on a CPU)", choices=tuple(ARCHS))
+    norm: str = option("instance", "instance norm (the paper's) or batch norm", choices=("instance", "batch"))
+    content_layers: Sequence[str] = option(JOHNSON_CONTENT_LAYERS, "content layers, comma-separated")
+    style_layers: Sequence[str] = option(JOHNSON_STYLE_LAYERS, "style (Gram) layers, comma-separated")
+    style_layer_weights: Sequence[float] | None = option(None, "one weight per style layer (default equal)")
+    content_weight: float = option(1.0, "weight of the content term", minimum=0)
+    style_weight: float = option(10.0, "weight of the style term", minimum=0)
+    tv_weight: float = option(1.0, "weight of the total-variation term", minimum=0)
+    style_size: int = option(256, "style image's longest side for its Grams", minimum=1)
+    crop: int = option(256, "training crop side", minimum=1)
+    batch_size: int = option(4, "the global batch: under torchrun each process takes batch-size / processes of it",
+                             minimum=1)
+    teacher: str | None = option(None, "distil: also match this trained model's output (e.g. a full network "
+                                       "for --arch lite)", metavar="MODEL")
+    distill_weight: float = option(0.0, "weight of the distillation term (needs --teacher)", minimum=0)
+    network: str = loss_network_option()
+    weights: str | None = loss_weights_option()
+    init_from: str | None = init_from_option()
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(desc="train-style"))
 
 
 # ----------------------------------------------------------------------------- the objective
 def style_targets(net: LossNetwork, styles: Sequence[torch.Tensor], layers: Sequence[str]) -> list[dict]:
     """One {layer: Gram} per style image (the Grams each style's outputs should have)."""
     return [blended_grams(net, [s], [1.0], layers) for s in styles]
-
-
-def objective(cfg: FastStyleConfig, feats_content: dict, grams: dict) -> O.Objective:
-    """content + style + TV, as in lossnet.style (relative terms), for content features and target Grams."""
-    layer_w = (check_weights("style layer weights", cfg.style_layer_weights, len(cfg.style_layers))
-               if cfg.style_layer_weights is not None else [1.0 / len(cfg.style_layers)] * len(cfg.style_layers))
-    content = sum(O.content(layer, feats_content[layer]) for layer in cfg.content_layers) * (1.0 / len(cfg.content_layers))
-    return (cfg.content_weight * content + cfg.style_weight * O.style(grams, dict(zip(cfg.style_layers, layer_w)))
-            + cfg.tv_weight * O.tv())
 
 
 def objective_value(cfg: FastStyleConfig, net: LossNetwork, content: torch.Tensor, image: torch.Tensor,
@@ -94,30 +89,33 @@ def loss_network(cfg: FastStyleConfig, quiet: bool = False) -> LossNetwork:
 
 def load_styles(cfg: FastStyleConfig) -> list[torch.Tensor]:
     if not cfg.styles:
-        raise LossnetError("at least one --style image is needed")
+        raise ConfigError("styles", "at least one style image is needed")
     return [load_image(s, cfg.style_size) for s in cfg.styles]
 
 
 # ----------------------------------------------------------------------------- training
-class FastStyleTask:
+class FastStyleTask(Task):
     """The feed-forward style method as a `train.Task`: random photo crops in, the Gatys objective out.
 
     With several styles, each step trains one of them (chosen by the step, so resume is exact) and tells the
     network which one through `batch["condition"]` (one-hot over the styles)."""
 
-    discriminator = None
-
     def __init__(self, cfg: FastStyleConfig, generator: TransformerNet | None = None, quiet: bool = False):
         if cfg.arch not in ARCHS:
-            raise LossnetError(f"unknown --arch {cfg.arch!r}: choose {', '.join(ARCHS)}")
+            raise ConfigError("arch", f"unknown {cfg.arch!r}: choose {', '.join(ARCHS)}")
+        if cfg.distill_weight > 0 and not cfg.teacher:
+            raise ConfigError("distill_weight", "needs a teacher model to distil from")
         self.cfg = cfg
         # the whole photo can be seen, at several scales, mirrored or not
         crops = photo_crops(cfg.data, cfg.crop, zoom=True, flip=True)
         self.batches = StepBatches(crops, cfg.batch_size, cfg.train.seed)
         if generator is None and cfg.init_from:
             generator = load_transformer(cfg.init_from).train()
+            if generator.n_styles == 1 and len(cfg.styles) > 1:  # every style starts as the trained one
+                generator = generator.with_styles(len(cfg.styles))
             if generator.n_styles != len(cfg.styles):
-                raise LossnetError(f"--init-from {cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}")
+                raise ConfigError("init_from", f"{cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}"
+                                               " (a one-style model can start a network of any number of styles)")
         elif generator is None:
             with seeded(cfg.train.seed):
                 generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch)
@@ -129,12 +127,13 @@ class FastStyleTask:
             styles = [s.to(cfg.train.device) for s in load_styles(cfg)]
             self.grams = style_targets(self.net, styles, cfg.style_layers)
         elif not (cfg.teacher and cfg.distill_weight > 0):
-            raise LossnetError("all loss weights are 0: nothing to train (give weights, or --teacher and --distill-weight)")
+            raise LossnetError("all loss weights are 0: nothing to train (give weights, or a teacher and a "
+                               "distillation weight)")
         self.teacher = None
         if cfg.teacher and cfg.distill_weight > 0:
             self.teacher = load_transformer(cfg.teacher).to(cfg.train.device)
             if self.teacher.n_styles != len(cfg.styles):
-                raise LossnetError(f"teacher {cfg.teacher} has {self.teacher.n_styles} styles, not {len(cfg.styles)}")
+                raise ConfigError("teacher", f"{cfg.teacher} has {self.teacher.n_styles} styles, not {len(cfg.styles)}")
 
     def style_of(self, step: int) -> int:
         return step % len(self.cfg.styles)
@@ -161,75 +160,50 @@ class FastStyleTask:
             losses["distill"] = self.cfg.distill_weight * (output.float() - want.float()).pow(2).mean()
         return losses
 
-    def discriminator_loss(self, batch, output):  # no discriminator: a fixed loss network
-        return {}
-
     def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor:
         n = min(2, output.shape[0])
         return torch.cat([torch.cat([batch["input"][i], output[i]], -1) for i in range(n)], -2)[None]
 
-
-def model_config(cfg: FastStyleConfig, net: TransformerNet) -> dict:
-    return {**net.config, "styles": [Path(s).name for s in cfg.styles],
-            "training": {k: v for k, v in asdict(cfg).items() if k not in ("train", "styles", "data")}
-            | {"iters": cfg.train.iters, "lr": cfg.train.lr, "seed": cfg.train.seed}}
+    def model_config(self) -> dict:
+        return {**self.generator.config, "styles": [Path(s).name for s in self.cfg.styles]}
 
 
-def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | os.PathLike,
+def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | os.PathLike | None = None,
                 resume: bool = False, half: bool = True) -> Path:
-    """Train, writing the model at every checkpoint and at the end (fp16 tensors by default: half the size, cast
-    back to fp32 on load), so a long run always has a usable model file with the step it reached."""
-    output = Path(output)
-    if output.suffix != ".safetensors":
-        raise LossnetError(f"{output}: models are written as .safetensors")
-    if not output.parent.is_dir():
-        raise LossnetError(f"output folder does not exist: {output.parent}")
-    task = FastStyleTask(cfg)
-    cfg.train.meta = model_config(cfg, task.generator)
-
-    net = task.generator  # the network itself (during training task.generator may be its DDP wrapper)
-
-    def write(step: int) -> Path:
-        meta = {**cfg.train.meta, "training": {**cfg.train.meta["training"], "steps": step}}
-        return save_transformer(net, output, meta, half)
-    return train_to_file(task, run_dir, cfg.train, resume, write) or output
+    """Train (`registry.train_model`): the model is written at every checkpoint and at the end (fp16 tensors by
+    default: half the size, cast back to fp32 on load)."""
+    registry.destination(output, run_dir)  # a bad output fails before the loss network is loaded
+    return registry.train_model(FastStyleTask(cfg), cfg, output, run_dir, resume, half)
 
 
 def save_transformer(net: TransformerNet, path: str | os.PathLike, config: dict, half: bool = True) -> Path:
-    from .weights import save_model
-    return save_model(net, path, KIND, {**net.config, **config}, half=half)
+    return registry.save(net, path, {**net.config, **config}, half)
 
 
 # ----------------------------------------------------------------------------- models
-def bundled_models() -> dict[str, dict]:
-    """name -> entry of lossnet/models/index.json (file, styles, arch, description)."""
-    index = MODELS_DIR / "index.json"
-    return json.loads(index.read_text()) if index.is_file() else {}
+def bundled_models() -> dict[str, registry.Bundled]:
+    """The bundled style models by name (`lossnet models`)."""
+    return registry.bundled(KIND)
 
 
 def model_path(spec: str | os.PathLike) -> Path:
-    """A bundled model's name (`lossnet models`), or a path."""
-    from .weights import find_model
-    return find_model(spec, {name: MODELS_DIR / e["file"] for name, e in bundled_models().items()}, "style")
+    """A bundled style model's name, or a path."""
+    return registry.model_path(spec, KIND)
 
 
 def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cpu") -> TransformerNet:
     """A TransformerNet from a bundled name, a .safetensors model file, or a pytorch/examples fast-neural-style
     state dict (.pth/.pt/.model: read with weights_only=True, never unpickled) (fp32, eval mode)."""
-    if isinstance(spec, TransformerNet):
-        return spec.to(device).eval()
-    from .weights import read_model
+    return registry.load(spec, KIND, device).eval()
 
-    path = model_path(spec)
-    if path.suffix in EXAMPLES_SUFFIXES:
-        return load_examples_model(path).to(device).eval()
-    sd, config = read_model(path, KIND)
+
+def _build(sd: dict, config: dict, path: Path) -> TransformerNet:
     keys = ("n_styles", "norm", "arch", "channels", "n_residual", "global_skip")
     net = build_matching(lambda: TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k])
                                                    for k in keys if k in config}),
                          sd, f"the transformer described in {path}")
     net.styles = list(config.get("styles", []))
-    return net.to(device).eval()
+    return net.eval()
 
 
 # pytorch/examples' fast_neural_style saves `torch.save(model.state_dict(), "*.model")`; its four pretrained
@@ -310,10 +284,11 @@ def _global_stats(net: TransformerNet, image: torch.Tensor, style, stats_pixels:
 
 @torch.no_grad()
 def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768, overlap: int = 64,
-          stats_pixels: int = 2_000_000, preserve_colors: bool = False, precision="auto") -> torch.Tensor:
+          stats_pixels: int = 2_000_000, original_colors: bool = False, precision="auto") -> torch.Tensor:
     """Stylise (N, 3, H, W) in [0, 1]. Images over tile x tile pixels go through in overlapping tiles,
     feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded memory).
-    `precision`: a `lossnet.precision` name or Precision (auto: bf16 where the hardware is fast at it)."""
+    `original_colors` keeps the input's colours (its chrominance, with the result's luminance); `precision`:
+    a `lossnet.precision` name or Precision (auto: bf16 where the hardware is fast at it)."""
     device = next(net.parameters()).device
     h, w = image.shape[-2:]
     if min(h, w) < MIN_SIDE:  # two stride-2 stages and 9x9 reflection padding need some pixels to work on
@@ -342,51 +317,16 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768,
                     m.stats = None
         out = torch.cat(pieces)
     out = out.clamp(0, 1)
-    return picture(keep_colors(out, image) if preserve_colors else out)
+    return picture(keep_colors(out, image) if original_colors else out)
 
 
-def apply_many(net: TransformerNet, images: Sequence[tuple[Path, torch.Tensor]], out_dir: Path, style=None,
-               batch_size: int = 4, **opts) -> list[Path]:
-    """Stylise (path, image) pairs into out_dir/<name>.png, same-sized images batched together."""
-    from .io import save_image
-    from .progress import progress
-
-    written, groups = [], {}
-    for path, image in images:
-        groups.setdefault(tuple(image.shape[-2:]), []).append((path, image))
-    bar = progress(len(images), "stylize folder", faster="a smaller --size")
-    for group in groups.values():
-        for i in range(0, len(group), batch_size):
-            chunk = group[i:i + batch_size]
-            result = apply(net, torch.cat([im for _, im in chunk]), style, **opts)
-            for (path, _), image in zip(chunk, result):
-                written.append(save_image(image[None], out_dir / f"{path.stem}.png"))
-            bar.update(len(chunk))
-    bar.close()
-    return written
+def _apply(net: TransformerNet, images: torch.Tensor, **options) -> torch.Tensor:
+    return apply(net, images, **options)  # `apply` looked up when called: tests patch it to interrupt a video
 
 
-# ----------------------------------------------------------------------------- demo
-def run_demo_part(out: Path, content: torch.Tensor, quick: bool = False) -> list[Path]:
-    """`lossnet demo`'s feed-forward part: every bundled model on the demo photo, and a blend strip."""
-    import time
-    from .io import save_image
-
-    out = Path(out)
-    models = bundled_models()
-    if not models:
-        print("fast style: no bundled models")
-        return []
-    image = content
-    written = []
-    for name, entry in models.items():
-        net = load_transformer(name)
-        t = time.time()
-        result = apply(net, image)
-        print(f"fast style {name}: {image.shape[-1]}x{image.shape[-2]} in {1000 * (time.time() - t):.0f} ms")
-        written.append(save_image(result, out / f"fast_{name}.png"))
-        if net.n_styles > 1:
-            steps = [i / 4 for i in range(5)]
-            strip = [apply(net, image, torch.tensor([1 - t, t] + [0.0] * (net.n_styles - 2))) for t in steps]
-            written.append(save_image(torch.cat(strip, -1), out / f"fast_{name}_blend.png"))
-    return written
+KIND = Kind("style", stored="transformer", title="style", networks=(TransformerNet,), config=FastStyleConfig,
+            description="feed-forward style transfer (Johnson et al.; several styles: Dumoulin et al.): lossnet "
+                        "stylize INPUT --model NAME -o OUT",
+            task=FastStyleTask, build=_build, apply=_apply, half=True,
+            graph=lambda net: Graph(StyleBody(net.cpu().eval()), multiple=4, n_styles=net.n_styles),
+            foreign={suffix: load_examples_model for suffix in EXAMPLES_SUFFIXES})

@@ -5,7 +5,8 @@ gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=...)`,
 SSIM (https://doi.org/10.1109/TIP.2003.819861): 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,
 averaged over the window positions that lie fully inside the image, then over channels (and images).
 `sr_scores` is the usual SR protocol: 8-bit output, Y channel (BT.601, as MATLAB's rgb2ycbcr), `scale`
-pixels of border cropped. Everything is computed in float64 and returned as Python floats.
+pixels of border cropped, plus `gradient_energy` (sharpness against HR, which PSNR does not show). Everything
+is computed in float64 and returned as Python floats.
 """
 from __future__ import annotations
 
@@ -68,12 +69,26 @@ def rgb_to_y(image: torch.Tensor) -> torch.Tensor:
     return (image * weights.view(3, 1, 1)).sum(-3, keepdim=True) + 16.0 / 255.0
 
 
+def gradient_energy(a: torch.Tensor, reference: torch.Tensor) -> float:
+    """Sharpness of `a` relative to `reference`: the mean squared finite-difference gradient (horizontal plus
+    vertical) of `a` over that of `reference`. 1.0 is as sharp as the reference, bicubic upscaling scores far
+    below 1, and over 1 means more high-frequency energy than the reference (oversharpening or artefacts).
+    PSNR rewards the blur of an average; this shows what a perceptual loss buys."""
+    _check_pair(a, reference)
+
+    def energy(t: torch.Tensor) -> float:
+        t = t.double()
+        return float((t[..., 1:, :] - t[..., :-1, :]).pow(2).mean() + (t[..., :, 1:] - t[..., :, :-1]).pow(2).mean())
+    return energy(a) / max(energy(reference), 1e-12)
+
+
 def _to_8bit(image: torch.Tensor) -> torch.Tensor:
     return (image.double().clamp(0, 1) * 255).round() / 255
 
 
 def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int, quantize: bool = True) -> dict[str, float]:
-    """{"psnr", "ssim"} on the Y channel with `scale` border pixels cropped, averaged over a batch.
+    """{"psnr", "ssim", "gradient_energy"} on the Y channel with `scale` border pixels cropped, averaged over
+    a batch (`gradient_energy`: the output's over the HR image's).
 
     `quantize` rounds both images to 8 bits first, as if the SR output had been saved (the papers score
     saved PNGs); Y itself is not rounded (BasicSR's convention; MATLAB's uint8 rgb2ycbcr differs by ~0.01 dB).
@@ -85,4 +100,5 @@ def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int, quantize: bool = T
     ys, yh = rgb_to_y(sr.double())[crop], rgb_to_y(hr.double())[crop]
     pairs = list(zip(ys, yh)) if sr.dim() == 4 else [(ys, yh)]
     return {"psnr": sum(psnr(s, h) for s, h in pairs) / len(pairs),
-            "ssim": sum(ssim(s, h) for s, h in pairs) / len(pairs)}
+            "ssim": sum(ssim(s, h) for s, h in pairs) / len(pairs),
+            "gradient_energy": sum(gradient_energy(s, h) for s, h in pairs) / len(pairs)}

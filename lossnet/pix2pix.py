@@ -9,55 +9,58 @@ The discriminator is a learned loss network, so pix2pix is a `Pix2PixTask` on th
 the paper's: a conditional GAN (D sees input and output concatenated, a PatchGAN) plus lambda * L1 with
 lambda 100; `gan_mode` "vanilla" (BCE with logits) or "lsgan" (MSE), or "none" for the L1-only baseline
 (no discriminator). The discriminator's loss is halved (real + fake) / 2, Adam 2e-4 with beta1 0.5, and
-the learning rate is constant, then decays linearly to 0 (`decay_from`). Images are [-1, 1] inside.
+the learning rate is constant, then decays linearly to 0 (`decay_from`). Images are [-1, 1] inside. The
+kind is `KIND` (pix2pix) in `lossnet.registry`.
 """
 from __future__ import annotations
 
 import html
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .data import PairedImages, holdout
-from .distributed import is_main_process
-from .errors import LossnetError, suggest
+from . import registry
+from .data import PairedImages, StepBatches, holdout
+from .errors import ConfigError, LossnetError, suggest
+from .export import Graph, UnitRange, per_image_norms
 from .features import build_matching
 from .io import picture
-from .tiling import pad_to_multiple
 from .nets.patchgan import define_discriminator
-from .nets.unet import define_generator
-from .data import StepBatches
+from .nets.unet import GENERATORS, ResnetGenerator, UnetGenerator, define_generator
 from .precision import announce, resolve as resolve_precision
-from .train import TrainConfig, train
+from .registry import Kind, option
+from .tiling import pad_to_multiple
+from .train import Task, TrainConfig
 
-MODELS_DIR = Path(__file__).parent / "models"
-KIND = "pix2pix_generator"
 GAN_MODES = ("vanilla", "lsgan", "none")
-MODEL_FILE = "model.safetensors"
 
 
 @dataclass
 class Pix2PixConfig:
-    data: str = ""
-    direction: str = "AtoB"
-    netG: str = "unet_256"
-    ngf: int = 64
-    netD: str = "basic"
-    ndf: int = 64
-    n_layers_D: int = 3
-    norm: str = "batch"
-    dropout: bool = True
-    gan_mode: str = "vanilla"
-    lambda_l1: float = 100.0
-    load_size: int | None = 286
-    crop_size: int | None = 256
-    flip: bool = True
-    batch_size: int = 1
-    holdout: int = 0  # hold out this many training pairs (facades has no val split)
+    data: str = option("", "folder of A|B side-by-side images, or with folders A/ and B/", metavar="DIR",
+                       required=True, path=True)
+    direction: str = option("AtoB", "which half is the input (facades labels->photo is BtoA)",
+                            choices=("AtoB", "BtoA"))
+    netG: str = option("unet_256", "generator", choices=tuple(GENERATORS))
+    ngf: int = option(64, "generator's base width", minimum=1)
+    netD: str = option("basic", "discriminator (basic: the 70x70 PatchGAN)", choices=("basic", "n_layers", "pixel"))
+    ndf: int = option(64, "discriminator's base width", minimum=1)
+    n_layers_D: int = option(3, "discriminator layers (netD n_layers)", minimum=1)
+    norm: str = option("batch", "normalisation", choices=("batch", "instance", "none"))
+    dropout: bool = option(True, "dropout in the generator (pix2pix's noise, at training and test time)")
+    gan_mode: str = option("vanilla", "the cGAN loss; none: L1 only, no discriminator (the baseline)",
+                           choices=GAN_MODES)
+    lambda_l1: float = option(100.0, "weight of the L1 term", minimum=0)
+    load_size: int | None = option(286, "resize to this square first (0: no resize)", minimum=0)
+    crop_size: int | None = option(256, "random crop side (0: no crop)", minimum=0)
+    flip: bool = option(True, "random horizontal flips")
+    batch_size: int = option(1, "the global batch: under torchrun each process takes batch-size / processes of it",
+                             minimum=1)
+    holdout: int = option(0, "hold out this many training pairs (facades has no validation split)", minimum=0)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-4, betas=(0.5, 0.999), desc="pix2pix"))
 
 
@@ -86,16 +89,19 @@ def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
 def paired_data(cfg: Pix2PixConfig, evaluation: bool = False):
     if evaluation:
         return PairedImages(cfg.data, cfg.direction, load_size=None, crop_size=None, flip=False)
-    return PairedImages(cfg.data, cfg.direction, cfg.load_size, cfg.crop_size, cfg.flip)
+    return PairedImages(cfg.data, cfg.direction, cfg.load_size or None, cfg.crop_size or None, cfg.flip)
 
 
-class Pix2PixTask:
-    """pix2pix as a `train.Task`: batch {"input", "target"} in [-1, 1]; D (None for L1 only) is the learned loss."""
+class Pix2PixTask(Task):
+    """pix2pix as a `train.Task`: batch {"input", "target"} in [-1, 1]; D (None for L1 only) is the learned loss.
+    Without a `decay_from`, the rate decays over the second half of the run (the paper's schedule)."""
 
     def __init__(self, cfg: Pix2PixConfig):
         if cfg.gan_mode not in GAN_MODES:
-            raise LossnetError(f"unknown --gan-mode {cfg.gan_mode!r}{suggest(cfg.gan_mode, GAN_MODES)}: "
-                               f"choose one of {', '.join(GAN_MODES)}")
+            raise ConfigError("gan_mode", f"unknown {cfg.gan_mode!r}{suggest(cfg.gan_mode, GAN_MODES)}: "
+                                          f"choose one of {', '.join(GAN_MODES)}")
+        if cfg.train.decay_from is None:
+            cfg.train.decay_from = cfg.train.iters // 2
         self.cfg = cfg
         data = paired_data(cfg)
         self.held_out = None
@@ -132,68 +138,36 @@ class Pix2PixTask:
         rows = [torch.cat([batch["input"][i], output[i], batch["target"][i]], -1) for i in range(min(4, output.shape[0]))]
         return ((torch.cat(rows, -2)[None] + 1) / 2).clamp(0, 1)
 
-
-def model_config(cfg: Pix2PixConfig) -> dict:
-    training = {k: v for k, v in asdict(cfg).items() if k not in ("train", "data")}
-    training |= {"iters": cfg.train.iters, "lr": cfg.train.lr, "decay_from": cfg.train.decay_from,
-                 "seed": cfg.train.seed, "data": Path(cfg.data).name}
-    return {**generator_config(cfg), "training": training}
+    def model_config(self) -> dict:
+        held_out = ({"held_out": [self.held_out.dataset.pairs[i][0].name for i in self.held_out.indices]}
+                    if self.held_out is not None else {})
+        return {**generator_config(self.cfg), **held_out}
 
 
 def train_pix2pix(cfg: Pix2PixConfig, run_dir: str | os.PathLike, resume: bool = False, half: bool = False) -> Path:
-    """Train on the generator loop in run_dir (log, samples, checkpoint), then write run_dir/model.safetensors."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise LossnetError(f"run folder {run_dir} exists and is not a folder")
-    blocked = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:  # missing folders above the run folder are made, like mkdir -p; a file cannot be
-        raise LossnetError(f"cannot make the run folder {run_dir}: {blocked} is a file")
-    if cfg.train.decay_from is None:
-        cfg.train.decay_from = cfg.train.iters // 2  # the paper's schedule: half constant, half decaying
-    task = Pix2PixTask(cfg)  # bad data or options fail here, before run_dir is made
-    cfg.train.meta = model_config(cfg)
-    if task.held_out is not None:
-        cfg.train.meta["held_out"] = [str(task.held_out.dataset.pairs[i][0].name) for i in task.held_out.indices]
-    train(task, run_dir, cfg.train, resume=resume)
-    if not is_main_process():
-        return run_dir / MODEL_FILE
-    return save_generator(task.generator, run_dir / MODEL_FILE, cfg.train.meta, half)
+    """Train on the generator loop in run_dir (log, samples, checkpoint), writing run_dir/model.safetensors at
+    every checkpoint and at the end (`registry.train_model`)."""
+    registry.destination(run_dir)  # a bad run folder fails before the data is read
+    return registry.train_model(Pix2PixTask(cfg), cfg, run_dir, None, resume, half)
 
 
 def save_generator(net: torch.nn.Module, path: str | os.PathLike, config: dict, half: bool = False) -> Path:
     """The generator alone (fp16 tensors with `half`: cast back to fp32 on load)."""
-    from .weights import save_model
-    return save_model(net, path, KIND, config, half=half)
+    return registry.save(net, path, config, half)
 
 
 # ----------------------------------------------------------------------------- models
-def bundled_models() -> dict[str, Path]:
-    """name -> file for lossnet/models/pix2pix_<name>.safetensors (e.g. facades-label2photo)."""
-    return {p.stem[8:].replace("_", "-"): p for p in sorted(MODELS_DIR.glob("pix2pix_*.safetensors"))}
-
-
-def model_path(spec: str | os.PathLike) -> Path:
-    path = Path(spec)
-    if path.is_dir():
-        if (path / MODEL_FILE).is_file():
-            return path / MODEL_FILE
-        raise LossnetError(f"run folder {path} has no {MODEL_FILE} (training not finished? "
-                           "`pix2pix train --resume` finishes it)")
-    from .weights import find_model
-    return find_model(spec, bundled_models(), "pix2pix")
-
-
 def load_generator(spec: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     """A trained generator (run folder, model file or bundled name), in train mode as the reference tests:
     batch norm uses each image's own statistics and dropout (pix2pix's noise) stays on. `net.config` is set."""
-    from .weights import read_model
+    return registry.load(spec, KIND, device)
 
-    path = model_path(spec)
-    sd, config = read_model(path, KIND)
+
+def _build(sd: dict, config: dict, path: Path) -> torch.nn.Module:
     net = build_matching(lambda: build_generator(config), sd,
                          f"the {config.get('netG')} generator (ngf {config.get('ngf')}) described in {path}")
     net.config = config
-    return net.to(device).train()
+    return net.train()
 
 
 def _multiple(net: torch.nn.Module) -> int:
@@ -275,3 +249,15 @@ def test(net: torch.nn.Module, data: str | os.PathLike, out_dir: str | os.PathLi
     from .io import atomic_write
     atomic_write(out_dir / "index.html", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     return {"count": len(rows), **mean, "rows": rows}
+
+
+def _graph(net: torch.nn.Module) -> Graph:
+    """The generator as `pix2pix test` runs it, without its dropout noise (lossnet.export)."""
+    return Graph(UnitRange(per_image_norms(net.cpu())), multiple=_multiple(net), centered=True)
+
+
+# One image at a time (batch=False): its batch norm normalises by what it is given, as the reference tests.
+KIND = Kind("pix2pix", stored="pix2pix_generator", title="pix2pix", networks=(UnetGenerator, ResnetGenerator),
+            description="image-to-image translation with a conditional GAN (Isola et al.): lossnet pix2pix apply "
+                        "INPUT --model NAME -o OUT",
+            config=Pix2PixConfig, task=Pix2PixTask, build=_build, apply=apply, graph=_graph, batch=False)

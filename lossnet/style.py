@@ -19,14 +19,14 @@ from .features import LossNetwork
 from .io import load_image, picture, resize, resize_longest
 from .optimize import LoopConfig, coarse_to_fine
 
-DEFAULT_CONTENT_LAYERS = ("relu4_2",)
-DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+GATYS_CONTENT_LAYERS = ("relu4_2",)  # the paper's (VGG19 names; VGG16 has them too)
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
 @dataclass
 class StyleConfig:
-    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS
-    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS
+    content_layers: Sequence[str] = GATYS_CONTENT_LAYERS
+    style_layers: Sequence[str] = GATYS_STYLE_LAYERS
     style_layer_weights: Sequence[float] | None = None  # one per style layer; default equal
     content_weight: float = 1.0
     style_weight: float = 10.0
@@ -67,6 +67,28 @@ def blended_grams(net: LossNetwork, styles: Sequence[torch.Tensor], blend: Seque
     return grams
 
 
+def layer_weights(cfg) -> dict[str, float]:
+    """{style layer: weight}: `cfg.style_layer_weights` (checked), or equal weights that sum to 1."""
+    layers = list(cfg.style_layers)
+    weights = (check_weights("style layer weights", cfg.style_layer_weights, len(layers))
+               if cfg.style_layer_weights is not None else [1.0 / len(layers)] * len(layers))
+    return dict(zip(layers, weights))
+
+
+def content_term(features: dict[str, torch.Tensor], layers: Sequence[str]) -> O.Objective:
+    """The content loss: the mean over `layers` of the (relative) error to the target's `features`."""
+    return sum(O.content(layer, features[layer]) for layer in layers) * (1.0 / len(layers))
+
+
+def objective(cfg, content_features: dict[str, torch.Tensor], grams: dict[str, torch.Tensor]) -> O.Objective:
+    """Gatys et al.'s objective: content_weight x the content term at `cfg.content_layers` (against the content
+    image's features) + style_weight x the style term (`grams`: the target Gram per style layer, weighted by
+    `layer_weights`) + tv_weight x TV. `cfg` is a StyleConfig (the pixel loop minimises it for one image) or a
+    `lossnet.fast.FastStyleConfig` (a feed-forward network learns to minimise it for every photo)."""
+    return (cfg.content_weight * content_term(content_features, cfg.content_layers)
+            + cfg.style_weight * O.style(grams, layer_weights(cfg)) + cfg.tv_weight * O.tv())
+
+
 def _hw(image: torch.Tensor, longest: int) -> tuple[int, int]:
     h, w = image.shape[-2:]
     s = longest / max(h, w)
@@ -87,18 +109,15 @@ def _start(init: str, hw: tuple[int, int], content: torch.Tensor | None, seed: i
     return resize(load_image(init), hw)
 
 
-def _style_objective(net, styles, blend, cfg: StyleConfig, hw) -> O.Objective:
+def _grams(net, styles, blend, cfg: StyleConfig, hw) -> dict[str, torch.Tensor]:
+    """The blended target Grams of the styles, each scaled to `style_scale` times the stage's size."""
     scaled = [resize_longest(s, max(16, round(cfg.style_scale * max(hw)))) for s in styles]
-    layer_w = check_weights("style layer weights", cfg.style_layer_weights, len(cfg.style_layers)) \
-        if cfg.style_layer_weights is not None else [1.0 / len(cfg.style_layers)] * len(cfg.style_layers)
-    grams = blended_grams(net, scaled, blend, cfg.style_layers)
-    return O.style(grams, dict(zip(cfg.style_layers, layer_w)))
+    return blended_grams(net, scaled, blend, cfg.style_layers)
 
 
-def _content_objective(net, target: torch.Tensor, layers) -> O.Objective:
+def _features(net, image: torch.Tensor) -> dict[str, torch.Tensor]:
     with torch.no_grad():
-        feats = net(target)
-    return sum(O.content(layer, feats[layer]) for layer in layers) * (1.0 / len(layers))
+        return net(image)
 
 
 def stylize(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: StyleConfig | None = None,
@@ -119,12 +138,9 @@ def stylize(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: StyleCon
     net = _network(cfg, list(cfg.content_layers) + list(cfg.style_layers))
 
     def build(hw):
-        target = resize(content, hw)
-        objective = (cfg.content_weight * _content_objective(net, target, list(cfg.content_layers))
-                     + cfg.style_weight * _style_objective(net, styles, blend, cfg, hw)
-                     + cfg.tv_weight * O.tv())
+        goal = objective(cfg, _features(net, resize(content, hw)), _grams(net, styles, blend, cfg, hw))
         start = resize(init, hw) if init is not None else _start(cfg.init, hw, content, cfg.seed)
-        return (objective + extra if extra is not None else objective), start.to(cfg.device)
+        return (goal + extra if extra is not None else goal), start.to(cfg.device)
 
     result, history = coarse_to_fine([_hw(content, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters)
     return picture(keep_colors(result, original.to(result.device)) if cfg.original_colors else result, history)
@@ -142,8 +158,8 @@ def texture(style: torch.Tensor | Sequence[torch.Tensor], size: tuple[int, int],
     stages = [(max(1, round(size[0] * s / final)), max(1, round(size[1] * s / final))) for s in cfg.sizes]
 
     def build(hw):
-        objective = cfg.style_weight * _style_objective(net, styles, blend, cfg, hw) + cfg.tv_weight * O.tv()
-        return objective, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
+        goal = cfg.style_weight * O.style(_grams(net, styles, blend, cfg, hw), layer_weights(cfg)) + cfg.tv_weight * O.tv()
+        return goal, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
 
     return picture(*coarse_to_fine(stages, build, net, cfg.loop, cfg.iters))
 
@@ -155,7 +171,7 @@ def invert(image: torch.Tensor, layer: str = "relu3_3", cfg: StyleConfig | None 
     net = _network(cfg, [layer])
 
     def build(hw):
-        objective = cfg.content_weight * _content_objective(net, resize(image, hw), [layer]) + cfg.tv_weight * O.tv()
-        return objective, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
+        goal = cfg.content_weight * content_term(_features(net, resize(image, hw)), [layer]) + cfg.tv_weight * O.tv()
+        return goal, _start(cfg.init, hw, None, cfg.seed).to(cfg.device)
 
     return picture(*coarse_to_fine([_hw(image, s) for s in cfg.sizes], build, net, cfg.loop, cfg.iters))

@@ -3,18 +3,19 @@
     train_sr(SRConfig(data=["photos/"], scale=4, loss="feature"), "x4.safetensors", "x4_run")
     net = load_srnet("x4-feature")                 # a bundled name or a path
     hr = upscale(net, load_image("small.png"))     # large inputs go through in overlapping tiles
+    registry.apply_to_path(net, "clip.mp4", "clip_x4.mp4")   # a file, a folder of images, a video
 
 An `SRTask` on the generator loop (`lossnet.train`): HR crops of any folder of photos, degraded as in the
 paper (Gaussian blur sigma 1.0, bicubic downsampling by the scale), and one of two losses on the network's
 output: `feature` (feature reconstruction at relu2_2, relative MSE, plus TV) or `pixel` (per-pixel MSE,
 the paper's baseline, plus TV). The network is `nets.srnet.SRNet` (resize-convs, not transposed convs:
 see its docstring). `evaluate` scores bicubic and models on Set5 / Set14 the way SR papers do (Y channel,
-`scale` border pixels cropped, see `lossnet.metrics`).
+`scale` border pixels cropped, see `lossnet.metrics`). The kind is `KIND` (sr) in `lossnet.registry`.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -22,41 +23,47 @@ import torch
 import torch.nn.functional as F
 
 from . import objectives as O
+from . import registry
 from .data import StepBatches, degrade, modcrop, photo_crops
-from .errors import LossnetError, suggest
+from .errors import ConfigError, LossnetError, suggest
+from .export import Graph
 from .features import LossNetwork, build_matching
 from .io import IMAGE_SUFFIXES, load_image, picture
 from .nets.srnet import SRNet
-from .tiling import tiled
 from .precision import announce, resolve as resolve_precision
-from .train import TrainConfig, seeded, train_to_file
+from .registry import Kind, init_from_option, loss_network_option, loss_weights_option, option
+from .tiling import tiled
+from .train import Task, TrainConfig, seeded
 
-MODELS_DIR = Path(__file__).parent / "models"
-KIND = "srnet"
 LOSSES = ("feature", "pixel")
+SCALES = (2, 4, 8, 16)
 MAX_OUTPUT_PIXELS = 160_000_000  # ~1.9 GB as float RGB: the largest result a 24 GB, 2-core machine should make
 
 
 @dataclass
 class SRConfig:
-    data: Sequence[str] = ()
-    scale: int = 4
-    loss: str = "feature"  # feature (relu2_2) or pixel (MSE)
-    crop: int = 288  # HR patch side (the paper's 288); must be a multiple of the scale
-    batch_size: int = 4
-    sigma: float = 1.0  # Gaussian blur before the bicubic downsampling
-    content_layer: str = "relu2_2"
-    content_weight: float = 1.0
-    pixel_weight: float = 1.0
-    tv_weight: float = 0.0  # TV on the output; the paper cross-validates 1e-6..1e-4 (unnormalised losses)
-    channels: int = 64
-    blocks: int = 4
-    norm: str = "instance"
-    residual: bool = True
-    network: str = "vgg16"
-    weights: str | None = None
-    init_from: str | None = None  # a trained model to start from (a warm start; the optimiser starts afresh)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, desc="train-sr"))
+    data: Sequence[str] = option((), "folder of HR photos (repeatable, recursive)", metavar="DIR", repeat=True,
+                                 required=True, path=True)
+    scale: int = option(4, "upscaling factor", choices=SCALES)
+    loss: str = option("feature", "feature (reconstruction at the content layer, Johnson et al.) or pixel (MSE)",
+                       choices=LOSSES)
+    crop: int = option(288, "HR patch side (the paper's 288); a multiple of the scale", minimum=1)
+    batch_size: int = option(4, "the global batch: under torchrun each process takes batch-size / processes of it",
+                             minimum=1)
+    sigma: float = option(1.0, "Gaussian blur before the bicubic downsampling", minimum=0)
+    content_layer: str = option("relu2_2", "the feature loss's layer")
+    content_weight: float = option(1.0, "weight of the feature loss", minimum=0)
+    pixel_weight: float = option(1.0, "weight of the pixel loss", minimum=0)
+    tv_weight: float = option(0.0, "TV on the output (the paper cross-validates 1e-6..1e-4 on unnormalised losses)",
+                              minimum=0)
+    channels: int = option(64, "channels of the residual blocks", minimum=1)
+    blocks: int = option(4, "residual blocks", minimum=1)
+    norm: str = option("instance", "normalisation in the residual blocks", choices=("instance", "batch", "none"))
+    residual: bool = True  # predict a correction to bicubic (False: the image itself)
+    network: str = loss_network_option()
+    weights: str | None = loss_weights_option()
+    init_from: str | None = init_from_option()  # of the same scale
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(desc="train-sr"))
 
 
 # ----------------------------------------------------------------------------- data
@@ -74,14 +81,12 @@ def downsample(hr: torch.Tensor, scale: int, sigma: float = 1.0) -> torch.Tensor
 
 
 # ----------------------------------------------------------------------------- training
-class SRTask:
+class SRTask(Task):
     """Super-resolution as a `train.Task`: LR crops in, the HR crops are the target; no discriminator."""
-
-    discriminator = None
 
     def __init__(self, cfg: SRConfig, generator: SRNet | None = None, quiet: bool = False):
         if cfg.loss not in LOSSES:
-            raise LossnetError(f"unknown --loss {cfg.loss!r}{suggest(cfg.loss, LOSSES)}: choose feature or pixel")
+            raise ConfigError("loss", f"unknown {cfg.loss!r}{suggest(cfg.loss, LOSSES)}: choose feature or pixel")
         self.cfg = cfg
         if generator is None and cfg.init_from:
             generator = load_srnet(cfg.init_from, cfg.scale).train()
@@ -90,8 +95,8 @@ class SRTask:
                 generator = SRNet(cfg.scale, cfg.channels, cfg.blocks, cfg.norm, cfg.residual)
         self.generator = generator
         if cfg.crop // cfg.scale < 5:
-            raise LossnetError(f"--crop {cfg.crop} gives {cfg.crop // cfg.scale}-pixel LR patches at x{cfg.scale}: "
-                               f"the network needs at least 5 (crop >= {5 * cfg.scale})")
+            raise ConfigError("crop", f"{cfg.crop} gives {cfg.crop // cfg.scale}-pixel LR patches at x{cfg.scale}: "
+                                      f"the network needs at least 5 (crop >= {5 * cfg.scale})")
         self.batches = StepBatches(photo_crops(cfg.data, cfg.crop, multiple_of=cfg.scale), cfg.batch_size,
                                    cfg.train.seed)
         self.net = None
@@ -114,9 +119,6 @@ class SRTask:
             losses.update((cfg.tv_weight * O.tv()).parts({}, output))
         return losses
 
-    def discriminator_loss(self, batch, output):  # a fixed loss network: nothing to train
-        return {}
-
     def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor:
         """bicubic | output | HR for the first two crops."""
         size = output.shape[-2:]
@@ -125,68 +127,43 @@ class SRTask:
         return torch.cat(rows, -2)[None].clamp(0, 1)
 
 
-def model_config(cfg: SRConfig, net: SRNet) -> dict:
-    training = {k: v for k, v in asdict(cfg).items() if k not in ("train", "data", "weights")}
-    training |= {"iters": cfg.train.iters, "lr": cfg.train.lr, "seed": cfg.train.seed,
-                 "data": [Path(d).name for d in cfg.data]}
-    return {**net.config(), "training": training}
+    def model_config(self) -> dict:
+        return self.generator.config()
 
 
-def check_output(output: Path) -> Path:
-    output = Path(output)
-    if output.suffix != ".safetensors":
-        raise LossnetError(f"{output}: models are written as .safetensors")
-    if not (output.parent if str(output.parent) else Path(".")).is_dir():
-        raise LossnetError(f"output folder does not exist: {output.parent}")
-    return output
-
-
-def train_sr(cfg: SRConfig, output: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
-             quiet: bool = False) -> Path:
-    """Train on the generator loop, writing the model at every checkpoint and at the end (nothing is written if
-    the data or config is bad); the file's `training.steps` says the step it reached."""
-    output = check_output(Path(output))
-    task = SRTask(cfg, quiet=quiet)
-    cfg.train.meta = model_config(cfg, task.generator)
-    net = task.generator  # the network itself (during training task.generator may be its DDP wrapper)
-
-    def write(step: int) -> Path:
-        return save_srnet(net, output, {**cfg.train.meta, "training": {**cfg.train.meta["training"], "steps": step}})
-    return train_to_file(task, run_dir, cfg.train, resume, write) or output
+def train_sr(cfg: SRConfig, output: str | os.PathLike, run_dir: str | os.PathLike | None = None,
+             resume: bool = False, quiet: bool = False) -> Path:
+    """Train (`registry.train_model`): the model is written at every checkpoint and at the end (nothing is
+    written if the data or config is bad); the file's `training.steps` says the step it reached."""
+    registry.destination(output, run_dir)  # a bad output fails before the data and loss network are read
+    return registry.train_model(SRTask(cfg, quiet=quiet), cfg, output, run_dir, resume)
 
 
 def save_srnet(net: SRNet, path: str | os.PathLike, config: dict | None = None) -> Path:
-    from .weights import save_model
-    return save_model(net, path, KIND, {**(config or {}), **net.config()})
+    return registry.save(net, path, {**(config or {}), **net.config()})
 
 
 # ----------------------------------------------------------------------------- models
-def bundled_models() -> dict[str, Path]:
-    """name -> file for lossnet/models/sr_<name>.safetensors (e.g. x4-feature, x4-pixel)."""
-    return {p.stem[3:].replace("_", "-"): p for p in sorted(MODELS_DIR.glob("sr_*.safetensors"))}
-
-
-def model_path(spec: str | os.PathLike) -> Path:
-    from .weights import find_model
-    return find_model(spec, bundled_models(), "SR")
+def bundled_models() -> dict[str, registry.Bundled]:
+    """The bundled SR models by name (x4-feature, x4-pixel, x8-pixel)."""
+    return registry.bundled(KIND)
 
 
 def load_srnet(spec: str | os.PathLike | SRNet, scale: int | None = None, device: str = "cpu") -> SRNet:
     """An SRNet (eval mode) from a bundled name or a model file; `scale` refuses a model of another scale."""
-    if isinstance(spec, SRNet):
-        net = spec
-    else:
-        from .weights import read_model
-        path = model_path(spec)
-        sd, config = read_model(path, KIND)
-        config = {k: v for k, v in config.items() if k in ("arch", "scale", "channels", "blocks", "norm", "residual")}
-        probe_scale = config.get("scale", "?")
-        net = build_matching(lambda: SRNet.from_config(config), sd, f"the x{probe_scale} SR network described in {path}")
-        net.check_state_dict(sd)
+    net = registry.load(spec, KIND, device).eval()
     if scale is not None and net.upscale != scale:
         raise LossnetError(f"the model is for x{net.upscale} super-resolution, not x{scale}: "
                            f"use --scale {net.upscale} or a x{scale} model")
-    return net.to(device).eval()
+    return net
+
+
+def _build(sd: dict, config: dict, path: Path) -> SRNet:
+    config = {k: v for k, v in config.items() if k in ("arch", "scale", "channels", "blocks", "norm", "residual")}
+    net = build_matching(lambda: SRNet.from_config(config), sd,
+                         f"the x{config.get('scale', '?')} SR network described in {path}")
+    net.check_state_dict(sd)
+    return net.eval()
 
 
 # ----------------------------------------------------------------------------- applying
@@ -241,19 +218,25 @@ def find_sets(folder: str | os.PathLike) -> dict[str, list[Path]]:
 
 def evaluate(models: dict[str, SRNet | None], hr_files: Sequence[Path], scale: int, sigma: float = 1.0,
              save_dir: Path | None = None, precision="auto") -> dict[str, dict[str, float]]:
-    """Mean {"psnr", "ssim"} per method over the HR files: modcrop, `downsample`, upscale,
+    """Mean {"psnr", "ssim", "gradient_energy"} per method over the HR files: modcrop, `downsample`, upscale,
     score on Y with `scale` border pixels cropped. `models` maps a name to a net (None: bicubic)."""
     from .metrics import sr_scores
 
-    sums = {name: {"psnr": 0.0, "ssim": 0.0} for name in models}
+    sums = {name: {} for name in models}
     for path in hr_files:
         hr = modcrop(load_image(path), scale)
         lr = downsample(hr, scale, sigma)
         for name, net in models.items():
             sr = upscale(net, lr, scale, precision=precision)
             for k, v in sr_scores(sr, hr, scale).items():
-                sums[name][k] += v / len(hr_files)
+                sums[name][k] = sums[name].get(k, 0.0) + v / len(hr_files)
             if save_dir is not None:
                 from .io import save_image
                 save_image(sr, Path(save_dir) / f"{path.stem}_{name}.png")
     return sums
+
+
+KIND = Kind("sr", stored="srnet", title="super-resolution", networks=(SRNet,), config=SRConfig, task=SRTask,
+            description="super-resolution x2-x16, perceptual or per-pixel loss (Johnson et al.): lossnet superres "
+                        "INPUT --model NAME -o OUT",
+            build=_build, apply=upscale, graph=lambda net: Graph(net.cpu().eval(), scale=net.upscale))

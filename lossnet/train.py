@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import torch
 from torch import nn
@@ -31,16 +31,33 @@ from .weights import load_state_dict, notice, save_state_dict
 Losses = dict[str, torch.Tensor]
 
 
-class Task(Protocol):
-    """What a method gives the loop. `discriminator` is None for a fixed loss network."""
+class Task:
+    """What a method gives the loop (subclass it): `generator`, `discriminator` (None, the default, for a fixed
+    loss network), where batches come from and which named loss terms each network minimises. A trained
+    method's task also says what its model file stores (`model_config`, for `lossnet.registry.train_model`)."""
     generator: nn.Module
-    discriminator: nn.Module | None
+    discriminator: nn.Module | None = None
 
-    def batch(self, step: int) -> dict[str, torch.Tensor]: ...  # deterministic in (seed, step)
-    # Optional: `forward(batch) -> output`; without it the loop calls generator(batch["input"]).
-    def generator_loss(self, batch: dict, output: torch.Tensor) -> Losses: ...
-    def discriminator_loss(self, batch: dict, output: torch.Tensor) -> Losses: ...
-    def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor: ...  # an image grid (1, 3, H, W)
+    def batch(self, step: int) -> dict[str, torch.Tensor]:  # deterministic in (seed, step): resume is exact
+        raise NotImplementedError
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """The generator's output for a batch (override to pass it more than the input, e.g. a style)."""
+        return self.generator(batch["input"])
+
+    def generator_loss(self, batch: dict, output: torch.Tensor) -> Losses:
+        raise NotImplementedError
+
+    def discriminator_loss(self, batch: dict, output: torch.Tensor) -> Losses:
+        """The discriminator's terms on a detached output (a GAN's; with no discriminator, never called)."""
+        return {}
+
+    def samples(self, batch: dict, output: torch.Tensor) -> torch.Tensor:  # an image grid (1, 3, H, W)
+        raise NotImplementedError
+
+    def model_config(self) -> dict:
+        """What rebuilds the trained generator (its constructor's config, the method's facts about it)."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -49,8 +66,8 @@ class TrainConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     decay_from: int | None = None  # linear decay of the lr to 0 from this step on (pix2pix); None: constant
-    checkpoint_every: int = 200
-    sample_every: int = 200
+    checkpoint_every: int = 100
+    sample_every: int = 100
     seed: int = 0
     device: str = "cpu"
     precision: str = "auto"  # lossnet.precision: auto, fp32, bf16, fp16 (CUDA)
@@ -257,7 +274,6 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
         m.train()
     # The task calls its networks through these attributes: under DDP they are the wrappers for the run.
     task.generator, task.discriminator = ddp.wrap(gen), ddp.wrap(disc)
-    forward = getattr(task, "forward", None) or (lambda batch: task.generator(batch["input"]))
     bar = progress(cfg.iters, cfg.desc, cfg.progress and ddp.main, initial=step,
                    faster="fewer --iters, a smaller --crop or --batch-size")
     try:
@@ -267,7 +283,7 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
                     group["lr"] = cfg.lr * cfg.lr_factor(step)
             batch = {k: v.to(device) for k, v in ddp.shard(task.batch(step)).items()}
             with precision.autocast():
-                output = forward(batch)
+                output = task.forward(batch)
             local = {}
             if disc is not None:  # learned loss: the discriminator first sees this output, detached
                 disc.requires_grad_(True)

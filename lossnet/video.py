@@ -89,7 +89,7 @@ def _encode(frames, path: Path, fps: float) -> int:
 
     count = 0
     writer = imageio.get_writer(str(path), format="FFMPEG", fps=fps, codec="libx264", quality=QUALITY,
-                                macro_block_size=1, pixelformat="yuv420p")
+                                macro_block_size=1, pixelformat="yuv420p", output_params=SWS_FLAGS)
     try:
         for frame in frames:
             array = (_even(frame)[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
@@ -237,20 +237,36 @@ def _batches(frames: Iterable[torch.Tensor], size: int) -> Iterator[list[torch.T
         yield batch
 
 
-def stylize_video(net, src, out, style=None, size: int | None = None, batch_size: int = 4, temporal=None,
-                  show_progress: bool = True, **opts) -> tuple[int, float | None]:
-    """Stylise every frame of `src` (a video or a folder of frames) into `out` with a feed-forward network, in
-    batches; with `temporal` (a `lossnet.temporal.TemporalConfig`) each result is blended with the previous
-    one carried along the optical flow, so strokes stay on the scene. Returns (frames, fps or None)."""
-    from .fast import apply
+def apply_frames(run: Callable[[torch.Tensor], torch.Tensor], src, out, size: int | None = None,
+                 batch_size: int = 1, temporal=None, show_progress: bool = True,
+                 desc: str = "apply") -> tuple[int, float | None]:
+    """`map_frames` with a per-image method: `run` maps a batch of frames (N, 3, H, W) to their results,
+    `batch_size` frames at a time. With `temporal` (a `lossnet.temporal.TemporalConfig`) each result is blended
+    with the previous one carried along the optical flow, so strokes stay on the scene (the results must then
+    have the frames' size). Returns (frames, fps or None)."""
     from .temporal import Stabiliser
 
-    def run(frames):
+    def results(frames):
         stable = Stabiliser(temporal) if temporal is not None else None
         for batch in _batches(frames, batch_size):
-            for frame, result in zip(batch, apply(net, torch.cat(batch), style, **opts).split(1)):
-                yield stable(frame, result) if stable is not None else result
-    return map_frames(src, out, run, size, show_progress, "stylize")
+            for frame, result in zip(batch, run(torch.cat(batch)).split(1)):
+                if stable is None:
+                    yield result
+                elif result.shape[-2:] != frame.shape[-2:]:
+                    raise LossnetError("temporal blending needs results of the frames' size: it does not apply "
+                                       "to a method that changes the size (super-resolution)")
+                else:
+                    yield stable(frame, result)
+    return map_frames(src, out, results, size, show_progress, desc)
+
+
+def stylize_video(net, src, out, style=None, size: int | None = None, batch_size: int = 4, temporal=None,
+                  show_progress: bool = True, **opts) -> tuple[int, float | None]:
+    """Stylise every frame of `src` (a video or a folder of frames) into `out` with a feed-forward network
+    (`lossnet.fast.apply` with `style` and `opts`), in batches; `temporal` as in `apply_frames`."""
+    from .fast import apply
+    return apply_frames(lambda frames: apply(net, frames, style, **opts), src, out, size, batch_size, temporal,
+                        show_progress, "stylize")
 
 
 def count_frames(path) -> int:

@@ -431,11 +431,13 @@ def save_model(module: torch.nn.Module, path: str | os.PathLike, kind: str, conf
     return Path(path)
 
 
-def read_model(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state_dict, config) of a model file written by `save_model`; a clear error for any other file."""
+def read_model(path: str | os.PathLike, kind) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state_dict, config) of a model file written by `save_model` of `kind` (its stored name, or a
+    `registry.Kind`); a clear error for any other file."""
     import json
     from safetensors import safe_open
 
+    kind = getattr(kind, "stored", kind)
     path = Path(path)
     if path.suffix != ".safetensors":
         raise LossnetError(f"{path}: lossnet models are .safetensors files (refusing to unpickle anything else)")
@@ -457,14 +459,3 @@ def read_model(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tens
         raise LossnetError(f"{path}: its stored config is not a JSON object")
     state_dict = {k: (v.float() if v.is_floating_point() else v) for k, v in state_dict.items()}
     return state_dict, config
-
-
-def find_model(spec: str | os.PathLike, bundled: dict[str, Path], what: str) -> Path:
-    """A model file given as a path or as the name of a bundled model, with a 'did you mean' error."""
-    from .errors import suggest
-    if Path(spec).is_file():
-        return Path(spec)
-    if str(spec) in bundled:
-        return bundled[str(spec)]
-    raise LossnetError(f"no {what} model {spec!r}: not a file, nor a bundled model{suggest(str(spec), bundled)}"
-                       f" (bundled: {', '.join(bundled) or 'none'})")

@@ -67,7 +67,7 @@ def test_bad_content_image(capsys, bad, out, astronaut_png, style_png, name):
     rc, stdout, err = cli(capsys, "stylize", bad[name], "--style", style_png, "-o", out / "x.png",
                           "--size", 32, "--iters", 1, "--quiet")
     # a folder is a folder of frames for stylize (lossnet.video): it needs a folder output
-    assert_one_error_line(rc, err, "is a folder: -o must be a folder too" if name == "directory" else IMAGE_MESSAGES[name])
+    assert_one_error_line(rc, err, "is a folder: the output must be a folder too" if name == "directory" else IMAGE_MESSAGES[name])
     assert files_in(out) == [] and stdout == ""
 
 

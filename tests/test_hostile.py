@@ -87,7 +87,7 @@ def _model_with(tmp_path, name, *, tensors=None, config=None, raw_meta=None):
     net = TransformerNet(**TINY)
     sd = {k: v.contiguous() for k, v in net.state_dict().items()}
     sd.update(tensors or {})
-    meta = {"lossnet_kind": fast.KIND, "lossnet_config": raw_meta if raw_meta is not None else
+    meta = {"lossnet_kind": fast.KIND.stored, "lossnet_config": raw_meta if raw_meta is not None else
             json.dumps({**net.config, "styles": ["s.png"], **(config or {})})}
     path = tmp_path / name
     save_file(sd, str(path), metadata=meta)

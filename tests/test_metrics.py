@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossnet.data import degrade, modcrop
+from conftest import photo
+from lossnet.data import degrade, gaussian_blur, modcrop
 from lossnet.errors import LossnetError
 from lossnet.io import load_image
-from lossnet.metrics import psnr, rgb_to_y, sr_scores, ssim
+from lossnet.metrics import gradient_energy, psnr, rgb_to_y, sr_scores, ssim
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
 SET5 = Path("/work/shared/data/sr/Set5")
@@ -60,6 +61,15 @@ def test_matches_skimage_on_set5_bicubic(name):
         hr[0].numpy(), sr[0].numpy(), data_range=1.0), abs=1e-4)
     scores = sr_scores(sr, hr, 4)
     assert 18 < scores["psnr"] < 40 and 0.4 < scores["ssim"] < 1
+    assert 0.05 < scores["gradient_energy"] < 0.6  # bicubic x4 keeps a fraction of the HR image's edges
+
+
+def test_gradient_energy_is_one_for_the_reference_and_grows_with_sharpening():
+    hr = photo("astronaut", 96)
+    blurred = gaussian_blur(hr, 1.5)
+    sharpened = (hr + 1.0 * (hr - blurred)).clamp(0, 1)
+    assert gradient_energy(hr, hr) == pytest.approx(1.0)
+    assert gradient_energy(blurred, hr) < 0.5 < 1 < gradient_energy(sharpened, hr)
 
 
 def test_rgb_to_y_is_bt601_studio_range():
@@ -75,5 +85,5 @@ def test_sr_scores_ignore_the_border_and_average_a_batch():
     sr = hr.clone()
     sr[..., :4, :] = 0  # damage only inside the 4-pixel border
     sr[..., :, -4:] = 1
-    assert sr_scores(sr, hr, 4) == {"psnr": math.inf, "ssim": pytest.approx(1.0)}
+    assert sr_scores(sr, hr, 4) == {"psnr": math.inf, "ssim": pytest.approx(1.0), "gradient_energy": pytest.approx(1.0)}
     assert sr_scores(sr, hr, 2)["psnr"] < 30

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from lossnet.errors import LossnetError
-from lossnet.train import TrainConfig, seeded, train
+from lossnet.train import Task, TrainConfig, seeded, train
 
 
-class TinyTask:
+class TinyTask(Task):
     """Learn to double the input's red channel; with `gan`, a 1-conv critic adds an adversarial term."""
 
     def __init__(self, gan: bool = False, blow_up: bool = False, seed: int = 0):

@@ -205,5 +205,5 @@ def test_sdist_and_wheel_carry_the_licence_and_the_tests_and_build_without_depre
     with zipfile.ZipFile(wheel) as z:
         wheel_names = set(z.namelist())
     assert "lossnet-0.1.0.dist-info/licenses/LICENSE" in wheel_names
-    assert {"lossnet/resources/imagenet_classes.txt", "lossnet/models/index.json", "lossnet/studio/static/index.html",
+    assert {"lossnet/resources/imagenet_classes.txt", "lossnet/models/x4-pixel.safetensors", "lossnet/studio/static/index.html",
             "lossnet/commands/weights.py"} <= wheel_names

@@ -1,13 +1,27 @@
-"""`lossnet stylize | texture | invert | demo`: the optimisation-based methods on the pixel loop."""
+"""`lossnet stylize | texture | invert | demo | eval-video`: the optimisation-based methods on the pixel loop;
+`stylize --model` runs a trained style network instead (lossnet.fast), on an image, a folder or a video."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from ..cli import (Default, add_loop_args, add_network_args, floats, names, nonneg, positive, positive_int, report,
-                   resolve_run)
+from ..cli import (Default, add_loop_args, add_network_args, floats, names, nonneg, nonneg_int, positive,
+                   positive_int, report, report_applied, resolve_run, tile_side, unit_interval)
 from ..errors import LossnetError
-from .fast import check_frames_output, is_frames, report_frames, temporal_config
+from ..registry import Applied, apply_to_path, check_output, frames_of, is_video
+
+
+def is_frames(src) -> bool:
+    """The pixel loop reads a video, or a folder, as the frames of one sequence."""
+    return Path(src).is_dir() or is_video(Path(src))
+
+
+def temporal_config(args):
+    """--temporal / --temporal-strength -> a lossnet.temporal.TemporalConfig, or None (frame by frame)."""
+    if not args.temporal and args.temporal_strength is None:
+        return None
+    from ..temporal import TemporalConfig
+    return TemporalConfig() if args.temporal_strength is None else TemporalConfig(strength=args.temporal_strength)
 
 
 def style_config(args, init_default: str, tv_default: float, **overrides):
@@ -17,7 +31,7 @@ def style_config(args, init_default: str, tv_default: float, **overrides):
     from ..style import StyleConfig
 
     frames = getattr(args, "content", None) is not None and is_frames(args.content)
-    if not frames:  # a video or a folder of frames is checked by check_frames_output
+    if not frames:  # a video or a folder of frames is checked by registry.check_output
         check_writable(args.output)
     sizes, plan = plan_stages(args.size, None if isinstance(args.scales, Default) else args.scales,
                               None if isinstance(args.iters, Default) else args.iters, args.default_scales, args.default_iters)
@@ -42,14 +56,17 @@ def cmd_stylize(args) -> None:
     from ..io import load_image, save_image
     from ..style import check_weights, stylize
 
-    if getattr(args, "model", None):  # feed-forward: a trained style network (commands/fast.py)
-        from .fast import cmd_stylize_model
+    if args.model:
         return cmd_stylize_model(args)
     if not args.style:
         raise LossnetError("stylize needs --style IMAGE (optimisation) or --model MODEL (feed-forward)")
     blend = check_weights("--style-weights", args.style_weights or [1.0] * len(args.style), len(args.style))
     if args.style_layer_weights is not None:
         check_weights("--style-layer-weights", args.style_layer_weights, len(args.style_layers))
+    temporal = temporal_config(args)
+    frames_of(Path(args.content), temporal)  # refuses --temporal on one image
+    if is_frames(args.content):
+        check_output(Path(args.content), Path(args.output))
     cfg = style_config(args, "content", 1.0, content_layers=args.content_layers, style_layers=args.style_layers,
                        style_layer_weights=args.style_layer_weights, content_weight=args.content_weight,
                        style_weight=args.style_weight, style_scale=args.style_scale,
@@ -59,14 +76,41 @@ def cmd_stylize(args) -> None:
     if is_frames(args.content):  # every frame; with --temporal, Ruder et al.'s warped start and temporal term
         from ..temporal import gatys_frames
         from ..video import map_frames
-        check_frames_output(args.content, args.output)
-        frames, fps = map_frames(args.content, args.output, gatys_frames(styles, cfg, temporal_config(args), blend),
+        frames, fps = map_frames(args.content, args.output, gatys_frames(styles, cfg, temporal, blend),
                                  max(cfg.sizes), show_progress=not args.quiet)
-        return report_frames(args.output, frames, fps, start)
-    temporal_config(args)  # --temporal on one image is an error
+        return report_applied(Applied(Path(args.output), "frames" if fps is None else "video", frames, fps=fps), start)
     content = load_image(args.content, max(cfg.sizes))
     image = stylize(content, styles, cfg, blend)
     report(save_image(image, args.output), image, start)
+
+
+def cmd_stylize_model(args) -> None:
+    """`lossnet stylize INPUT --model MODEL`: an image, a folder of images, or a video (or a folder of frames,
+    with --temporal), through `registry.apply_to_path`."""
+    from .. import fast
+
+    if args.style:
+        raise LossnetError("give --style (optimisation) or --model (feed-forward), not both")
+    device, precision = resolve_run(args)
+    net = fast.load_transformer(args.model, device)
+    options = dict(style=fast.style_weights(net, args.style_index, args.blend), tile=args.tile,
+                   overlap=args.overlap, original_colors=args.original_colors, precision=precision)
+    start = time.time()
+    applied = apply_to_path(net, args.content, args.output, options, size=args.size, batch_size=args.batch_size,
+                            temporal=temporal_config(args), progress=not args.quiet, desc="stylize")
+    report_applied(applied, start)
+
+
+def cmd_eval_video(args) -> None:
+    from ..temporal import video_warping_error
+
+    error, floor, pairs = video_warping_error(args.original, args.stylised, args.flow_preset)
+    width = max(len(str(args.original)), len(str(args.stylised)))
+    print(f"warping error (Lai et al.: squared RGB error of each frame against the next one warped back by the "
+          f"input's flow, non-occluded pixels, {pairs} pairs; lower is steadier)")
+    print(f"  stylised  {str(args.stylised):<{width}}  {error:.5f}  ({error / floor:.2f}x the input's)"
+          if floor > 0 else f"  stylised  {str(args.stylised):<{width}}  {error:.5f}")
+    print(f"  input     {str(args.original):<{width}}  {floor:.5f}  (the floor: flow residuals, lighting, noise)")
 
 
 def cmd_texture(args) -> None:
@@ -98,29 +142,57 @@ def cmd_demo(args) -> None:
     run_demo(Path(args.output), quick=args.quick)
 
 
-def register(sub) -> None:
-    from ..style import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+def add_feed_forward_args(p) -> None:
+    g = p.add_argument_group("feed-forward (--model)")
+    g.add_argument("--model", help="a trained style network: bundled name (`lossnet models`) or .safetensors path; "
+                                   "CONTENT may then be an image, a folder or a video")
+    g.add_argument("--style-index", type=int, help="which style of a multi-style model (default 0)")
+    g.add_argument("--blend", type=floats, help="blend weights over a multi-style model's styles, e.g. 0.3,0.7")
+    g.add_argument("--batch-size", type=positive_int, default=4, help="images (or frames) per forward pass")
+    g.add_argument("--tile", type=tile_side, default=768, help="tile side for large images (0: never tile)")
+    g.add_argument("--overlap", type=nonneg_int, default=64, help="tile overlap in pixels, feather-blended")
+    from ..temporal import TemporalConfig
+    g = p.add_argument_group("video (a video file or a folder of frames; --model or --style)")
+    g.add_argument("--temporal", action="store_true",
+                   help="carry each result to the next frame along the optical flow (Ruder et al.): strokes stay on "
+                        "the scene, occluded regions are painted fresh")
+    g.add_argument("--temporal-strength", type=unit_interval, metavar="S",
+                   help=f"share of the previous result where the flow is reliable, in [0, 1] (implies --temporal; "
+                        f"default {TemporalConfig.strength}); with --style it scales the temporal loss term")
 
-    p = sub.add_parser("stylize", aliases=["stylise"], help="neural style transfer (Gatys et al.)",
-                       description="Optimise an image to have CONTENT's features and the STYLEs' Gram matrices.")
-    p.add_argument("content", help="content image")
+
+def register(sub) -> None:
+    import argparse
+
+    from ..style import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
+
+    p = sub.add_parser("stylize", aliases=["stylise"], help="neural style transfer (Gatys et al.), or a trained "
+                                                           "style network (--model)",
+                       description="Optimise an image to have CONTENT's features and the STYLEs' Gram matrices, or "
+                                   "run a trained feed-forward network (--model) on an image, a folder or a video.")
+    p.add_argument("content", help="content image (a folder of frames or a video: every frame; with --model a "
+                                   "folder of images too)")
     p.add_argument("--style", action="append", default=[], help="style image (repeat for several)")
     p.add_argument("--style-weights", type=floats, help="blend weights, one per --style, e.g. 0.7,0.3")
     p.add_argument("--style-scale", type=positive, default=1.0, help="style image size relative to the output")
-    p.add_argument("--original-colors", action="store_true", help="keep the content's colours (luminance-only transfer)")
-    p.add_argument("--content-layers", type=names, default=list(DEFAULT_CONTENT_LAYERS))
-    p.add_argument("--style-layers", type=names, default=list(DEFAULT_STYLE_LAYERS))
+    p.add_argument("--original-colors", action="store_true",
+                   help="keep the content's colours: luminance-only transfer (Gatys et al. 2016); with --model, the "
+                        "result's luminance on the input's colours")
+    p.add_argument("--preserve-colors", dest="original_colors", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--content-layers", type=names, default=list(GATYS_CONTENT_LAYERS))
+    p.add_argument("--style-layers", type=names, default=list(GATYS_STYLE_LAYERS))
     p.add_argument("--style-layer-weights", type=floats, help="one weight per style layer")
     p.add_argument("--content-weight", type=nonneg, default=1.0)
     p.add_argument("--style-weight", type=nonneg, default=10.0)
     p.add_argument("-o", "--output", required=True)
     add_loop_args(p, "150,100", "256,512")  # coarse to fine: 512 px in about a minute on 2 cores (bf16)
     add_network_args(p)
+    add_feed_forward_args(p)
     p.set_defaults(func=cmd_stylize)
 
     p = sub.add_parser("texture", help="texture synthesis: match a style image's Grams from noise")
     p.add_argument("style")
-    p.add_argument("--style-layers", type=names, default=list(DEFAULT_STYLE_LAYERS))
+    p.add_argument("--style-layers", type=names, default=list(GATYS_STYLE_LAYERS))
     p.add_argument("--width", type=positive_int)
     p.add_argument("--height", type=positive_int)
     p.add_argument("-o", "--output", required=True)
@@ -140,3 +212,15 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", default="outputs/demo", help="folder (default outputs/demo)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     p.set_defaults(func=cmd_demo)
+
+    from ..temporal import FLOW_METHODS
+    p = sub.add_parser("eval-video", help="warping error of a stylised video against its input (Lai et al.)",
+                       description="Flicker, measured: the squared error between each stylised frame and the next "
+                                   "one warped back by the input's optical flow (DIS), over non-occluded pixels, "
+                                   "averaged over the frame pairs; also the input's own error, the floor.")
+    p.add_argument("original", help="the input video (or folder of frames)")
+    p.add_argument("stylised", help="its stylisation, same frame count")
+    p.add_argument("--flow-preset", default="medium", choices=FLOW_METHODS,
+                   help="DIS preset for the input's flow (default medium), or farneback: another method than the "
+                        "DIS flow --temporal blends along, to check a stabilisation with a flow it did not use")
+    p.set_defaults(func=cmd_eval_video)

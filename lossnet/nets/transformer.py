@@ -184,6 +184,22 @@ class TransformerNet(nn.Module):
                                  UpsampleConvLayer(c2, c1, 3, norm=make_norm(c1)),
                                  ConvLayer(c1, 3, 9, relu=False)])
 
+    def with_styles(self, n_styles: int) -> "TransformerNet":
+        """A copy with `n_styles` styles whose every style starts as this network's first one: the warm start of
+        a multi-style network from a trained single-style one. The convolutions are shared by all styles
+        (Dumoulin et al. learn a new style by its norm parameters alone), so they start trained."""
+        if self.config["norm"] != "instance":
+            raise ValueError("several styles in one network need instance norm (conditional instance norm)")
+        config = {**self.config, "n_styles": n_styles, "channels": tuple(self.config["channels"])}
+        net = TransformerNet(**config)
+        sd = {}
+        for key, value in self.state_dict().items():
+            module = net.get_submodule(key.rsplit(".", 1)[0])
+            sd[key] = value[:1].expand(n_styles, -1).clone() if isinstance(module, CondInstanceNorm) else value
+        net.load_state_dict(sd)
+        net.styles = list(getattr(self, "styles", []))[:1] * n_styles
+        return net.to(next(self.parameters()).device).train(self.training)
+
     def style_vector(self, style, batch: int = 1) -> torch.Tensor | None:
         """An index, a list of blend weights (normalised to sum 1) or a tensor -> (batch, n_styles)."""
         if style is None:

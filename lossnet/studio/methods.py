@@ -56,10 +56,10 @@ class Method:
     # "upload:FIELD" (one per file in FIELD) or "model" (one per style of the chosen multi-style model)
 
 
-def _bundled(module: str) -> dict:
-    """The bundled models of lossnet.<module> (fast, superres, pix2pix), read when the catalog is built."""
-    import importlib
-    return importlib.import_module(f"lossnet.{module}").bundled_models()
+def _bundled(kind: str) -> dict:
+    """The bundled models of a kind (lossnet.registry: style, sr, pix2pix), read when the catalog is built."""
+    from ..registry import bundled
+    return bundled(kind)
 
 
 _SIZE = {"size": 1024}
@@ -106,8 +106,8 @@ METHODS = (
            defaults={"size": 256}, maximum={"size": 1024, "iters": 200, "octaves": 8}, live_preview=True),
 )
 
-# Methods whose `model` parameter chooses among the bundled models of this module.
-_MODEL_CHOICES = {"fast-style": "fast", "superres": "superres", "pix2pix": "pix2pix"}
+# Methods whose `model` parameter chooses among the bundled models of this kind.
+_MODEL_CHOICES = {"fast-style": "style", "superres": "sr", "pix2pix": "pix2pix"}
 
 
 def method(name: str) -> Method:
@@ -174,8 +174,8 @@ def describe(m: Method) -> dict:
                          "multiple": u.multiple, "instead_of": u.instead_of} for u in m.uploads],
             "params": params, "live_preview": m.live_preview}
     if m.name == "fast-style":  # the page draws one blend slider per style of a multi-style model
-        info["models"] = {name: {"styles": e["styles"], "description": e.get("description", "")}
-                          for name, e in _bundled("fast").items()}
+        info["models"] = {name: {"styles": m.config.get("styles", []), "description": m.description}
+                          for name, m in _bundled("style").items()}
     return info
 
 
