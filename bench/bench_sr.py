@@ -1,5 +1,7 @@
-"""Super-resolution speed: ms per 512x512 output (x4 from 128x128, x8 from 64x64) on 2 CPU threads,
-eager PyTorch and ONNX Runtime. `main()` prints a markdown table (bench/run.py calls it by module name)."""
+"""Super-resolution and pix2pix speed: ms per 512x512 output (x4 from 128x128, x8 from 64x64; pix2pix 256x256
+for unet_256-sized inputs) on BENCH_THREADS CPU threads (default 2), eager PyTorch in fp32 and bf16 (the library's
+own `upscale` / `apply` with `precision=`) and ONNX Runtime. `main()` prints a markdown table (bench/run.py calls
+it by module name)."""
 from __future__ import annotations
 
 import statistics
@@ -8,12 +10,15 @@ import time
 import warnings
 from pathlib import Path
 
+import os
+
 import torch
 
+from lossnet import pix2pix, precision, registry
 from lossnet.nets.srnet import SRNet
-from lossnet.superres import bundled_models, load_srnet
+from lossnet.superres import bundled_models, load_srnet, upscale
 
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 OUT = 512
 
 
@@ -42,17 +47,27 @@ def _onnx(net: SRNet, x: torch.Tensor):
     return lambda: session.run(None, {"lr": x.numpy()})[0]
 
 
+def _bf16_ms(fn) -> str:
+    """ms of `fn(precision)` in bf16, or why not (a CPU without bf16 support)."""
+    try:
+        fmt = precision.resolve("bf16", "cpu")
+    except Exception as e:  # noqa: BLE001 - the CPU lacks bf16: say so in the cell
+        return f"n/a ({str(e).splitlines()[0][:40]})"
+    return f"{_time(lambda: fn(fmt)):.0f}"
+
+
 def main(argv=None) -> None:
     torch.set_num_threads(THREADS)
     models = bundled_models()
     rows = []
-    for scale in (4, 8):
-        name = f"x{scale}-feature"
-        net = load_srnet(name) if name in models else SRNet(scale).eval()  # speed does not depend on the weights
+    for name in [n for n in models if n.startswith(("x4", "x8"))] or ["x4", "x8"]:
+        net = load_srnet(name) if name in models else SRNet(int(name[1])).eval()  # speed does not depend on weights
+        scale = net.upscale
         x = torch.rand(1, 3, OUT // scale, OUT // scale)
         with torch.no_grad():
-            eager = _time(lambda: net(x))
+            eager = _time(lambda: upscale(net, x, precision="fp32"))
             want = net(x).numpy()
+        bf16 = _bf16_ms(lambda fmt: upscale(net, x, precision=fmt))
         try:
             run = _onnx(net, x)
             err = float(abs(run() - want).max())
@@ -61,10 +76,18 @@ def main(argv=None) -> None:
             ort_ms, note = float("nan"), f"ONNX Runtime: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
         with torch.no_grad():
             bic = _time(lambda: torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic"))
-        rows.append(f"| SRNet x{scale} ({OUT // scale}² -> {OUT}²) | {eager:.0f} | {ort_ms:.0f} | {bic:.1f} | {note} |")
-    print(f"### Super-resolution, ms per {OUT}x{OUT} output ({THREADS} threads, median of 5)\n")
-    print("| network | eager PyTorch | ONNX Runtime | bicubic (torch) | note |")
-    print("|---|---|---|---|---|")
+        rows.append(f"| `{name}` ({OUT // scale}² -> {OUT}²) | {eager:.0f} | {bf16} | {ort_ms:.0f} | {bic:.1f} | {note} |")
+    for name in registry.bundled(pix2pix.KIND):
+        net = pix2pix.load_generator(name)
+        x = torch.rand(1, 3, 256, 256)
+        eager = _time(lambda: pix2pix.apply(net, x, precision="fp32"))
+        bf16 = _bf16_ms(lambda fmt: pix2pix.apply(net, x, precision=fmt))
+        rows.append(f"| pix2pix `{name}` ({net.config.get('netG')}, ngf {net.config.get('ngf')}; 256² -> 256²) | "
+                    f"{eager:.0f} | {bf16} | | | |")
+    print(f"### Super-resolution and pix2pix, ms per output ({THREADS} thread(s), median of 5; "
+          f"CPU: {precision.describe_cpu()})\n")
+    print("| network | eager fp32 | eager bf16 | ONNX Runtime fp32 | bicubic (torch) | note |")
+    print("|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

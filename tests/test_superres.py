@@ -196,7 +196,7 @@ def test_eval_sr_table(tmp_path, capsys):
     model = save_srnet(small_net(), tmp_path / "m.safetensors")
     assert main(["eval-sr", "--model", str(model), "--data", str(sets)]) == 0
     out = capsys.readouterr().out
-    assert "| method | SetA PSNR / SSIM | SetB PSNR / SSIM |" in out
+    assert "| method | SetA PSNR / SSIM / sharpness | SetB PSNR / SSIM / sharpness |" in out
     bicubic = [line for line in out.splitlines() if line.startswith("| bicubic")][0]
     mine = [line for line in out.splitlines() if line.startswith("| m ")][0]
     assert bicubic.split("|")[2:] == mine.split("|")[2:]  # an untrained residual SRNet is exactly bicubic

@@ -49,14 +49,16 @@ def cmd_eval_sr(args) -> None:
         if save:
             save.mkdir(exist_ok=True)
         results[set_name] = evaluate(models, files, args.scale, args.sigma, save, precision)
-    header = "| method | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " |"
+    header = "| method | " + " | ".join(f"{s} PSNR / SSIM / sharpness" for s in sets) + " |"
     how = (f"Gaussian blur sigma {args.sigma:g} + bicubic downsampling" if args.sigma > 0
            else "antialiased bicubic downsampling")
-    print(f"x{args.scale}, Y channel, {args.scale}-pixel border cropped, LR = {how}\n")
+    print(f"x{args.scale}, Y channel, {args.scale}-pixel border cropped, LR = {how}; sharpness: gradient energy "
+          "over the HR image's (1 = as sharp as HR)\n")
     print(header)
     print("|---" * (len(sets) + 1) + "|")
     for name in models:
-        cells = [f"{results[s][name]['psnr']:.2f} / {results[s][name]['ssim']:.4f}" for s in sets]
+        cells = [f"{results[s][name]['psnr']:.2f} / {results[s][name]['ssim']:.4f} / "
+                 f"{results[s][name]['gradient_energy']:.2f}" for s in sets]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
