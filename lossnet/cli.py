@@ -413,6 +413,9 @@ def main(argv=None) -> int:
         if is_main_process():  # under torchrun every rank stops with the same error; rank 0 says it
             print(f"error: {_in_cli_words(e, parser)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lossnet models | head`: the reader has all it wanted; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141  # 128 + SIGPIPE, the shell's code for a command whose reader went away
     except OSError as e:  # a read-only folder, a full disk: one line, and atomic writes left nothing behind
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)

@@ -247,3 +247,13 @@ def test_entry_point_success_and_error(out, astronaut_png, style_png, bad):
          "--weights", bad["wrong_shape_weights"]], out)
     assert_one_error_line(rc, stderr, "features.0.weight should be (64, 3, 3, 3)")
     assert files_in(out) == ["t.png"]
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(monkeypatch, capsys):
+    """`lossnet models | head -1`: no "error: Broken pipe", the shell's SIGPIPE code."""
+    import io
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone: every write fails with EPIPE
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.FileIO(write, "w"), write_through=True))
+    assert main(["models"]) == 141
+    assert capsys.readouterr().err == ""
