@@ -4,6 +4,7 @@ Anything raised as `LossnetError` is a problem with the user's input or environm
 unknown layer, a corrupt weights file). The CLI prints it as one `error:` line and exits with code 2;
 anything else is a bug and keeps its traceback.
 """
+import math
 
 
 class LossnetError(Exception):
@@ -24,3 +25,13 @@ class ConfigError(LossnetError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+def check_finite(terms: dict, when: str, who: str = "") -> None:
+    """Stop a loop whose loss went to NaN or inf, naming the terms that did and `when` ("at step 3"), so the user
+    knows which weight or learning rate to lower. `terms` maps names to scalars (tensors or floats)."""
+    bad = [name for name, value in terms.items()
+           if not math.isfinite(float(value.detach() if hasattr(value, "detach") else value))]
+    if bad:
+        raise LossnetError(f"{who + ' ' if who else ''}loss term {', '.join(bad)} became non-finite {when}: "
+                           "lower the learning rate or that term's weight")

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import LossnetError
+from .errors import LossnetError, check_finite
 from .io import resize, save_image
 from .objectives import Objective
 from .precision import announce, resolve as resolve_precision
@@ -71,14 +71,6 @@ def jitter(pixels: int, seed: int = 0) -> Transform:
     return shift
 
 
-def _check_finite(parts: dict[str, torch.Tensor], it: int) -> None:
-    total = sum(float(v.detach()) for v in parts.values())
-    if not math.isfinite(total):
-        bad = [name for name, v in parts.items() if not math.isfinite(float(v.detach()))]
-        raise LossnetError(f"loss became non-finite at iteration {it} (term {', '.join(bad) or '?'}): "
-                           "lower the learning rate or that term's weight")
-
-
 def _snapshot(cfg: LoopConfig, image: torch.Tensor, it: int) -> None:
     path = Path(cfg.snapshot_path)
     save_image(image, path.with_name(f"{path.stem}_iter{it:04d}{path.suffix}"))
@@ -115,7 +107,7 @@ def optimize_pixels(objective: Objective, net: Callable[[torch.Tensor], dict], i
             seen = t(seen)
         with run.autocast():  # the objective's terms are fp32 (objectives.py); the backward runs outside
             parts = objective.parts(net(seen), seen)
-        _check_finite(parts, len(history))
+        check_finite(parts, f"at iteration {len(history)}")
         loss = sum(parts.values())
         loss.backward()
         last.clear()

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import LossnetError
+from .errors import LossnetError, check_finite
 from .io import save_image
 from .distributed import Distributed
 from .precision import announce, resolve as resolve_precision
@@ -197,13 +197,6 @@ class LossLog:
             w.writerow(row)
 
 
-def _check_finite(losses: dict, step: int, who: str) -> None:
-    bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
-    if bad:
-        raise LossnetError(f"{who} loss term {', '.join(bad)} became non-finite at step {step}: "
-                           "lower the learning rate or that term's weight")
-
-
 def _step(opt, scaler, losses: Losses) -> None:
     """One optimiser step on the sum of the losses (fp32; the backward pass runs outside autocast, as torch
     advises). `scaler` is fp16's loss scaling, a no-op in fp32 and bf16."""
@@ -299,8 +292,8 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
             terms = ddp.mean(local)  # the global batch's losses: every rank sees the same values
             d_terms = {k[2:]: v for k, v in terms.items() if k.startswith("d_")}
             g_terms = {k: v for k, v in terms.items() if not k.startswith("d_")}
-            _check_finite(d_terms, step, "discriminator")
-            _check_finite(g_terms, step, "generator")
+            check_finite(d_terms, f"at step {step}", "discriminator")
+            check_finite(g_terms, f"at step {step}", "generator")
             row = ({"d_total": sum(d_terms.values())} if d_terms else {}) | {"total": sum(g_terms.values())} | terms
             step += 1
             rows.append({"step": step, "seconds": round(time.time() - start, 2), "lr": cfg.lr * cfg.lr_factor(step - 1), **row})

@@ -7,7 +7,8 @@ import torch
 from lossnet import export, fast
 from lossnet.cli import main
 from lossnet.io import save_image
-from lossnet.nets.transformer import TransformerNet, count_parameters
+from lossnet.nets import count_parameters
+from lossnet.nets.transformer import TransformerNet
 from lossnet.train import TrainConfig, train
 
 from conftest import photo

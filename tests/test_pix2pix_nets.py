@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from lossnet.errors import LossnetError
-from lossnet.nets.patchgan import (PixelDiscriminator, count_parameters, define_discriminator, receptive_field)
+from lossnet.nets import count_parameters
+from lossnet.nets.patchgan import PixelDiscriminator, define_discriminator, receptive_field
 from lossnet.nets.unet import ResnetGenerator, UnetGenerator, define_generator, init_weights
 
 

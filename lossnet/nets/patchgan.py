@@ -68,11 +68,6 @@ def receptive_field(net: nn.Module | int) -> int:
     return size
 
 
-def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters, to print as f"{n:,}" and compare with the reference's printout."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
-
-
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 
 

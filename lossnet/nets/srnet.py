@@ -1,6 +1,6 @@
 """Johnson et al.'s super-resolution network (https://arxiv.org/abs/1603.08155, supplementary material).
 
-    9x9 conv 64 -> 4 x ResidualBlock(64) -> log2(scale) x UpsampleConvLayer(x2) -> 9x9 conv 3
+    9x9 conv 64 -> 4 x SRResidualBlock(64) -> log2(scale) x SRUpsampleConv(x2) -> 9x9 conv 3
 
 Fully convolutional: an H x W input gives exactly (scale*H) x (scale*W), for any size of at least 5 pixels.
 Two choices differ from the paper, both arguments:
@@ -31,7 +31,7 @@ NORMS = ("instance", "batch", "none")
 SCALES = (2, 4, 8, 16)
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
+def johnson_norm(kind: str, channels: int) -> nn.Module:
     """Johnson's instance norm is affine (fast_neural_style does the same); batch norm as in the paper."""
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
@@ -42,28 +42,28 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise LossnetError(f"unknown norm {kind!r}: choose one of {', '.join(NORMS)}")
 
 
-class ConvLayer(nn.Sequential):
+class SRConv(nn.Sequential):
     """Reflection padding, then a stride-1 convolution: no zero border for the network to learn around."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__(ReflectionPad2d(kernel_size // 2), nn.Conv2d(in_channels, out_channels, kernel_size))
 
 
-class ResidualBlock(nn.Module):
+class SRResidualBlock(nn.Module):
     """x + (conv-norm-relu-conv-norm)(x), Johnson's residual block (He et al. 2016, no ReLU after the sum)."""
 
     def __init__(self, channels: int, norm: str):
         super().__init__()
         self.block = nn.Sequential(
-            ConvLayer(channels, channels, 3), norm_layer(norm, channels), nn.ReLU(inplace=True),
-            ConvLayer(channels, channels, 3), norm_layer(norm, channels),
+            SRConv(channels, channels, 3), johnson_norm(norm, channels), nn.ReLU(inplace=True),
+            SRConv(channels, channels, 3), johnson_norm(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.block(x)
 
 
-class UpsampleConvLayer(nn.Sequential):
+class SRUpsampleConv(nn.Sequential):
     """Nearest-neighbour x2 upsampling, then a 3x3 conv: the paper's stride-1/2 conv without its artefacts.
 
     A transposed conv with kernel 3 and stride 2 makes its kernels overlap unevenly, so some output pixels
@@ -73,7 +73,7 @@ class UpsampleConvLayer(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, factor: int = 2):
         super().__init__(nn.Upsample(scale_factor=factor, mode="nearest"),
-                         ConvLayer(in_channels, out_channels, kernel_size))
+                         SRConv(in_channels, out_channels, kernel_size))
         self.collapsed = kernel_size == 3 and factor == 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,13 +107,13 @@ class SRNet(nn.Module):
         self.upscale = _check_scale(scale)
         self.channels, self.blocks, self.norm, self.residual = channels, blocks, norm, residual
         self.register_buffer("scale_factor", torch.tensor(self.upscale))
-        self.head = nn.Sequential(ConvLayer(3, channels, 9), norm_layer(norm, channels), nn.ReLU(inplace=True))
-        self.body = nn.Sequential(*[ResidualBlock(channels, norm) for _ in range(blocks)])
+        self.head = nn.Sequential(SRConv(3, channels, 9), johnson_norm(norm, channels), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*[SRResidualBlock(channels, norm) for _ in range(blocks)])
         stages = self.upscale.bit_length() - 1  # log2(scale)
         self.upsample = nn.Sequential(*[
-            nn.Sequential(UpsampleConvLayer(channels, channels), norm_layer(norm, channels), nn.ReLU(inplace=True))
+            nn.Sequential(SRUpsampleConv(channels, channels), johnson_norm(norm, channels), nn.ReLU(inplace=True))
             for _ in range(stages)])
-        self.tail = ConvLayer(channels, 3, 9)
+        self.tail = SRConv(channels, 3, 9)
         if residual:  # start as plain bicubic: the correction grows from zero
             nn.init.zeros_(self.tail[1].weight)
             nn.init.zeros_(self.tail[1].bias)

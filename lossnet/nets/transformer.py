@@ -238,7 +238,3 @@ class TransformerNet(nn.Module):
         # The global skip: the network learns the change to the photo, in 8-bit levels (the paper's networks
         # output 0-255): at Adam's lr 1e-3 a change in [0, 1] units would move the output ~255x too fast.
         return image + x / 255.0 if self.global_skip else x / 255.0
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
