@@ -12,6 +12,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def measure(repeats: int, class_steps: int) -> list[tuple[str, float]]:
     from lossnet.io import bundled_photo
     from lossnet.viz import ClassModelConfig, class_model, guided_backprop, occlusion, saliency
 
+    class_cfg = ClassModelConfig(size=224)
+    class_cfg.loop = replace(class_cfg.loop, iters=class_steps)  # the method's own loop, with fewer or more steps
+
     model = load_classifier(quiet=True)
     x = model.prepare(bundled_photo("chelsea"), 224)
     saliency(model, x, "tabby")  # warm-up: first calls allocate
@@ -44,7 +48,7 @@ def measure(repeats: int, class_steps: int) -> list[tuple[str, float]]:
         ("occlusion, 224x224, 16 px windows, stride 8 (729 forwards)",
          timed(lambda: occlusion(model, x, "tabby", patch=16, stride=8))),
         (f"class visualisation, {class_steps} steps at 224x224",
-         timed(lambda: class_model(model, "tabby", ClassModelConfig(size=224, iters=class_steps)))),
+         timed(lambda: class_model(model, "tabby", class_cfg))),
     ]
 
 

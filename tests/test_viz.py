@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -169,7 +170,8 @@ def test_bad_targets_are_refused_clearly(model, target, message):
 
 def test_class_model_raises_the_target_logit_by_a_wide_margin(model):
     from lossnet.viz.class_model import grey_noise
-    cfg = viz.ClassModelConfig(size=96, iters=40, blur_every=10)
+    cfg = viz.ClassModelConfig(size=96, blur_every=10)
+    cfg.loop = replace(cfg.loop, iters=40)
     image = viz.class_model(model, "tarantula", cfg)
     index = model.class_index("tarantula")
     with torch.no_grad():
@@ -188,7 +190,8 @@ def test_fooling_reaches_random_targets_within_eight_levels(model):
 
 def test_deepdream_raises_the_layer_activation_norm(model):
     x = photo("chelsea", 128)
-    cfg = viz.DreamConfig(layer="blocks.8", iters=10, octaves=2)
+    cfg = viz.DreamConfig(layer="blocks.8", octaves=2)
+    cfg.loop = replace(cfg.loop, iters=10)
     dreamed = viz.deepdream(model, x, cfg)
     norm = lambda im: model.taps(im, ["blocks.8"])["blocks.8"].norm()  # noqa: E731
     assert dreamed.shape == x.shape and 0 <= dreamed.min() and dreamed.max() <= 1

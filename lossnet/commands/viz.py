@@ -41,6 +41,12 @@ def _class(model, x, target):
     return index, model.classes[index], float(model(x).softmax(1)[0, index])
 
 
+def _with_flags(loop, args):
+    """A method's own pixel loop (its optimiser and description) with the steps, step size and progress of the flags."""
+    from dataclasses import replace
+    return replace(loop, iters=args.iters, lr=args.lr, progress=not args.quiet)
+
+
 def _wrote(path) -> None:
     print(f"wrote {path}")
 
@@ -111,9 +117,10 @@ def cmd_class_model(args) -> None:
     from ..viz.class_model import grey_noise
     model = _start(args)
     index = model.class_index(args.target)
-    cfg = ClassModelConfig(size=args.size or model.input_size, iters=args.iters, lr=args.lr, l2_weight=args.l2_weight,
-                           jitter=args.jitter, blur_every=args.blur_every, blur_sigma=args.blur_sigma,
-                           clip_percentile=args.clip_percentile, seed=args.seed, progress=not args.quiet)
+    cfg = ClassModelConfig(size=args.size or model.input_size, l2_weight=args.l2_weight, jitter=args.jitter,
+                           blur_every=args.blur_every, blur_sigma=args.blur_sigma,
+                           clip_percentile=args.clip_percentile, seed=args.seed)
+    cfg.loop = _with_flags(cfg.loop, args)
     image = class_model(model, index, cfg)
     with torch.no_grad():
         before, after = float(model(grey_noise(cfg.size, cfg.seed))[0, index]), float(model(image)[0, index])
@@ -142,8 +149,9 @@ def cmd_deepdream(args) -> None:
     from ..viz import DreamConfig, deepdream
     model = _start(args)
     model.layer(args.layer)
-    cfg = DreamConfig(layer=args.layer, iters=args.iters, lr=args.lr, octaves=args.octaves,
-                      octave_scale=args.octave_scale, jitter=args.jitter, seed=args.seed, progress=not args.quiet)
+    cfg = DreamConfig(layer=args.layer, octaves=args.octaves, octave_scale=args.octave_scale, jitter=args.jitter,
+                      seed=args.seed)
+    cfg.loop = _with_flags(cfg.loop, args)
     _wrote(save_image(deepdream(model, load_image(args.image, args.size or 384), cfg), args.output))
 
 

@@ -6,7 +6,7 @@ clipping of pixels whose deviation from grey is small. One objective on the pixe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +18,16 @@ from ..optimize import LoopConfig, jitter, optimize_pixels
 @dataclass
 class ClassModelConfig:
     size: int = 224
-    iters: int = 200
-    lr: float = 0.02  # Adam step in [0, 1] pixel units
     l2_weight: float = 1.0  # against logits of ~10-50
     jitter: int = 16  # pixels
     blur_every: int = 10  # steps; 0 turns blur and clipping off
     blur_sigma: float = 0.5
     clip_percentile: float = 10.0  # pixels whose colour is closest to grey are reset to grey
-    seed: int = 0
-    progress: bool = False
+    seed: int = 0  # the start noise and the jitter
+    # Steps, optimiser (Adam; lr in [0, 1] pixel units), progress, precision. Its transforms and projection are
+    # this method's own: the jitter and the blur-and-clip above.
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(iters=200, optimizer="adam", lr=0.02, progress=False,
+                                                                desc="class model"))
 
 
 def grey_noise(size: int, seed: int = 0) -> torch.Tensor:
@@ -62,6 +63,5 @@ def class_model(model, target, cfg: ClassModelConfig | None = None) -> torch.Ten
     """(1, 3, S, S) image that the model scores highly as class `target` (an index or a name)."""
     cfg = cfg or ClassModelConfig()
     objective = -O.logit(model.class_index(target)) + cfg.l2_weight * O.l2()
-    loop = LoopConfig(iters=cfg.iters, optimizer="adam", lr=cfg.lr, transforms=[jitter(cfg.jitter, cfg.seed)],
-                      project=_regularize(cfg), progress=cfg.progress, desc="class model")
+    loop = replace(cfg.loop, transforms=[jitter(cfg.jitter, cfg.seed)], project=_regularize(cfg))
     return optimize_pixels(objective, model, grey_noise(cfg.size, cfg.seed), loop)[0]

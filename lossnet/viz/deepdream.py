@@ -5,7 +5,7 @@ detail dreamed so far. Pixels stay in [0, 1]. One objective on the pixel loop, r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -18,13 +18,14 @@ from ..optimize import LoopConfig, jitter, optimize_pixels
 @dataclass
 class DreamConfig:
     layer: str = "blocks.8"
-    iters: int = 10  # per octave
-    lr: float = 0.01  # pixels move by about this much per step
     octaves: int = 3
     octave_scale: float = 1.4
     jitter: int = 16
-    seed: int = 0
-    progress: bool = False
+    seed: int = 0  # the jitter's
+    # Run once per octave (iters is per octave): L1-normalised steps that move pixels by about lr each. Its
+    # transforms are this method's own: the jitter above.
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(iters=10, optimizer="normalized", lr=0.01,
+                                                                progress=False, desc="deepdream"))
 
 
 def deepdream(model, image: torch.Tensor, cfg: DreamConfig | None = None) -> torch.Tensor:
@@ -40,9 +41,8 @@ def deepdream(model, image: torch.Tensor, cfg: DreamConfig | None = None) -> tor
     detail = torch.zeros_like(image)
     for octave, hw in enumerate(sizes):
         base = resize(image, hw)
-        loop = LoopConfig(iters=cfg.iters, optimizer="normalized", lr=cfg.lr,
-                          transforms=[jitter(cfg.jitter, cfg.seed + octave)], progress=cfg.progress,
-                          desc=f"deepdream {hw[1]}x{hw[0]}")
+        loop = replace(cfg.loop, transforms=[jitter(cfg.jitter, cfg.seed + octave)],
+                       desc=f"{cfg.loop.desc} {hw[1]}x{hw[0]}")
         dreamed, _ = optimize_pixels(objective, model, (base + _resize_signed(detail, hw)).clamp(0, 1), loop)
         detail = dreamed - base
     return dreamed
