@@ -144,8 +144,9 @@ def photo_crops(folders: Sequence[str | os.PathLike], crop_size: int, **options)
 # --- super-resolution degradation (Johnson et al. sec. 4.2: Gaussian blur sigma 1.0, bicubic downsampling)
 
 def gaussian_blur(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W), radius 3 sigma, reflected borders."""
-    radius = math.ceil(3 * sigma)
+    """Separable Gaussian blur of (N, C, H, W), radius 3 sigma (at least 1), reflected borders. The SR
+    degradation here, and the class-model regulariser (lossnet.viz.class_model)."""
+    radius = max(1, math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = (kernel / kernel.sum()).repeat(image.shape[1], 1, 1, 1)  # one kernel per channel

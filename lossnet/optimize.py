@@ -7,7 +7,6 @@ each step: clamping, blurring). `coarse_to_fine` runs it at growing sizes so lar
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field

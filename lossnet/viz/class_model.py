@@ -5,13 +5,12 @@ clipping of pixels whose deviation from grey is small. One objective on the pixe
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 
 from .. import objectives as O
+from ..data import gaussian_blur
 from ..optimize import LoopConfig, jitter, optimize_pixels
 
 
@@ -34,15 +33,6 @@ def grey_noise(size: int, seed: int = 0) -> torch.Tensor:
     """(1, 3, size, size) mid-grey with faint noise: the neutral start of class visualisation."""
     g = torch.Generator().manual_seed(seed)
     return (0.5 + 0.02 * torch.randn(1, 3, size, size, generator=g)).clamp(0, 1)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
-    x = F.pad(x, [radius] * 4, mode="reflect")
-    return F.conv2d(F.conv2d(x, k, groups=x.shape[1]), k.transpose(2, 3), groups=x.shape[1])
 
 
 def clip_small(x: torch.Tensor, percentile: float) -> torch.Tensor:
