@@ -81,21 +81,10 @@ def gray(image: torch.Tensor | np.ndarray) -> np.ndarray:
 _DIS: dict[str, object] = {}
 
 
-def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, preset: str = "medium",
-                 max_side: int | None = 1024) -> np.ndarray:
-    """DIS optical flow (or Farneback's, `preset="farneback"`) from `source` to `target`:
-    source(x) ~ target(x + flow(x)), (H, W, 2) in pixels.
-
-    Frames larger than `max_side` are shrunk for the flow and the flow is scaled back up: motion is smooth
-    at that scale, and DIS's cost grows with the pixel count."""
-    a, b = gray(source), gray(target)
-    if a.shape != b.shape:
-        raise LossnetError(f"frames of different sizes ({a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}) "
-                           "cannot be linked by optical flow")
-    cv2 = _cv2()
-    if preset not in _DIS and preset != FARNEBACK:
-        if preset not in PRESETS:
-            raise LossnetError(f"unknown flow preset {preset!r}: choose {', '.join(FLOW_METHODS)}")
+def _dis(preset: str):
+    """OpenCV's DIS with one of PRESETS' settings, made once per preset."""
+    if preset not in _DIS:
+        cv2 = _cv2()
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         finest, patch, stride, descent, refinement = PRESETS[preset]
         dis.setFinestScale(finest)
@@ -104,6 +93,23 @@ def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.nd
         dis.setGradientDescentIterations(descent)
         dis.setVariationalRefinementIterations(refinement)
         _DIS[preset] = dis
+    return _DIS[preset]
+
+
+def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, preset: str = "medium",
+                 max_side: int | None = 1024) -> np.ndarray:
+    """DIS optical flow (or Farneback's, `preset="farneback"`) from `source` to `target`:
+    source(x) ~ target(x + flow(x)), (H, W, 2) in pixels.
+
+    Frames larger than `max_side` are shrunk for the flow and the flow is scaled back up: motion is smooth
+    at that scale, and DIS's cost grows with the pixel count."""
+    if preset not in FLOW_METHODS:
+        raise LossnetError(f"unknown flow preset {preset!r}: choose {', '.join(FLOW_METHODS)}")
+    a, b = gray(source), gray(target)
+    if a.shape != b.shape:
+        raise LossnetError(f"frames of different sizes ({a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}) "
+                           "cannot be linked by optical flow")
+    cv2 = _cv2()
     h, w = a.shape
     scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
     if scale < 1:
@@ -112,7 +118,7 @@ def optical_flow(source: torch.Tensor | np.ndarray, target: torch.Tensor | np.nd
     if preset == FARNEBACK:  # 5 levels, 15 px windows, 7-px polynomials: OpenCV's sample settings, finer
         flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 5, 15, 5, 7, 1.5, 0)
     else:
-        flow = _DIS[preset].calc(a, b, None)
+        flow = _dis(preset).calc(a, b, None)
     if scale < 1:
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
         flow[..., 0] *= w / small[0]
