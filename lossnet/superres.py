@@ -35,7 +35,7 @@ from .registry import Kind, init_from_option, loss_network_option, loss_weights_
 from .tiling import tiled
 from .train import Task, TrainConfig, seeded
 
-LOSSES = ("feature", "pixel")
+LOSSES = ("feature", "pixel", "feature+pixel")
 SCALES = (2, 4, 8, 16)
 MAX_OUTPUT_PIXELS = 160_000_000  # ~1.9 GB as float RGB: the largest result a 24 GB, 2-core machine should make
 
@@ -45,8 +45,8 @@ class SRConfig:
     data: Sequence[str] = option((), "folder of HR photos (repeatable, recursive)", metavar="DIR", repeat=True,
                                  required=True, path=True)
     scale: int = option(4, "upscaling factor", choices=SCALES)
-    loss: str = option("feature", "feature (reconstruction at the content layer, Johnson et al.) or pixel (MSE)",
-                       choices=LOSSES)
+    loss: str = option("feature", "feature (reconstruction at the content layer, Johnson et al.), pixel (MSE), or "
+                       "feature+pixel (both, weighted by content-weight and pixel-weight)", choices=LOSSES)
     crop: int = option(288, "HR patch side (the paper's 288); a multiple of the scale", minimum=1)
     batch_size: int = option(4, "the global batch: under torchrun each process takes batch-size / processes of it",
                              minimum=1)
@@ -86,7 +86,7 @@ class SRTask(Task):
 
     def __init__(self, cfg: SRConfig, generator: SRNet | None = None, quiet: bool = False):
         if cfg.loss not in LOSSES:
-            raise ConfigError("loss", f"unknown {cfg.loss!r}{suggest(cfg.loss, LOSSES)}: choose feature or pixel")
+            raise ConfigError("loss", f"unknown {cfg.loss!r}{suggest(cfg.loss, LOSSES)}: choose {', '.join(LOSSES)}")
         self.cfg = cfg
         if generator is None and cfg.init_from:
             generator = load_srnet(cfg.init_from, cfg.scale).train()
@@ -100,7 +100,7 @@ class SRTask(Task):
         self.batches = StepBatches(photo_crops(cfg.data, cfg.crop, multiple_of=cfg.scale), cfg.batch_size,
                                    cfg.train.seed)
         self.net = None
-        if cfg.loss == "feature":
+        if "feature" in cfg.loss.split("+"):
             self.net = LossNetwork([cfg.content_layer], cfg.network, cfg.weights, quiet=quiet).to(cfg.train.device)
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
@@ -109,12 +109,15 @@ class SRTask(Task):
 
     def generator_loss(self, batch: dict, output: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, hr = self.cfg, batch["target"]
+        losses = {}
         if self.net is not None:
             with torch.no_grad():
                 target = self.net(hr)[cfg.content_layer]
             losses = (cfg.content_weight * O.content(cfg.content_layer, target)).parts(self.net(output), output)
-        else:
-            losses = {"pixel": cfg.pixel_weight * F.mse_loss(output.float(), hr)}
+        if "pixel" in cfg.loss.split("+"):
+            # the pixel term beside the feature term anchors what relu2_2 cannot see: at x8 the feature loss
+            # alone rewards a faint grid, which MSE against HR forbids without blurring the edges as TV does
+            losses["pixel"] = cfg.pixel_weight * F.mse_loss(output.float(), hr)
         if cfg.tv_weight:
             losses.update((cfg.tv_weight * O.tv()).parts({}, output))
         return losses

@@ -73,6 +73,22 @@ def test_30_steps_lower_the_feature_loss(hr_dir, hed):
     assert loss() < before
 
 
+def test_feature_plus_pixel_is_the_weighted_sum_of_both_losses(hr_dir, hed):
+    """`--loss feature+pixel` trains on both terms, each with its own weight, on the same batch."""
+    def terms(loss, **kw):
+        task = SRTask(cfg(hr_dir, loss, **kw), small_net(), quiet=True)
+        probe = task.batch(0)
+        with torch.no_grad():
+            return {k: float(v) for k, v in task.generator_loss(probe, task.generator.eval()(probe["input"])).items()}
+
+    feature, pixel = terms("feature"), terms("pixel")
+    both = terms("feature+pixel", content_weight=2.0, pixel_weight=0.5)
+    assert set(both) == set(feature) | set(pixel) and len(both) == len(feature) + len(pixel)
+    for name, value in feature.items():
+        assert both[name] == pytest.approx(2.0 * value, rel=1e-5)
+    assert both["pixel"] == pytest.approx(0.5 * pixel["pixel"], rel=1e-5) and pixel["pixel"] > 0
+
+
 def test_resume_goes_on_from_the_checkpoint(tmp_path, hr_dir):
     """A smoke check: the SR task resumes (tests/test_train.py proves resume exact on the loop itself)."""
     first = SRTask(cfg(hr_dir, iters=2, every=2), small_net())
