@@ -77,12 +77,17 @@ def main(argv=None) -> None:
         with torch.no_grad():
             bic = _time(lambda: torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic"))
         rows.append(f"| `{name}` ({OUT // scale}² -> {OUT}²) | {eager:.0f} | {bf16} | {ort_ms:.0f} | {bic:.1f} | {note} |")
-    for name in registry.bundled(pix2pix.KIND):
-        net = pix2pix.load_generator(name)
+    # the bundled pix2pix models, and the reference's unet_256 / ngf 64 (too large to bundle; its speed does not
+    # depend on its weights)
+    reference = {"netG": "unet_256", "ngf": 64, "norm": "batch", "dropout": True}
+    nets = {f"`{name}`": pix2pix.load_generator(name) for name in registry.bundled(pix2pix.KIND)}
+    nets["at the reference's size, untrained,"] = pix2pix.build_generator(reference).train()
+    nets["at the reference's size, untrained,"].config = reference
+    for name, net in nets.items():
         x = torch.rand(1, 3, 256, 256)
         eager = _time(lambda: pix2pix.apply(net, x, precision="fp32"))
         bf16 = _bf16_ms(lambda fmt: pix2pix.apply(net, x, precision=fmt))
-        rows.append(f"| pix2pix `{name}` ({net.config.get('netG')}, ngf {net.config.get('ngf')}; 256² -> 256²) | "
+        rows.append(f"| pix2pix {name} ({net.config.get('netG')}, ngf {net.config.get('ngf')}; 256² -> 256²) | "
                     f"{eager:.0f} | {bf16} | | | |")
     print(f"### Super-resolution and pix2pix, ms per output ({THREADS} thread(s), median of 5; "
           f"CPU: {precision.describe_cpu()})\n")

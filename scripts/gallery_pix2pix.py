@@ -43,13 +43,14 @@ def main(argv=None) -> int:
     p.add_argument("indices", nargs="?", default="0,1,2,3", help="test pairs to show (default 0,1,2,3)")
     p = sub.add_parser("procedural", help="the bundled model on label maps lossnet draws itself")
     p.add_argument("out", help="output image, e.g. docs/gallery/pix2pix/label2photo.jpg")
+    p.add_argument("--model", default="facades-label2photo", help="bundled name, model file or run folder")
     args = parser.parse_args(argv)
     from lossnet.errors import LossnetError
     try:
         if args.what == "test":
             test_rows(args.data, args.l1_model, args.gan_model, args.out, args.indices)
         else:
-            procedural(args.out)
+            procedural(args.out, args.model)
     except LossnetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
