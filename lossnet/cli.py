@@ -203,6 +203,9 @@ def add_train_args(p, defaults) -> None:
     g.add_argument("--half", action=argparse.BooleanOptionalAction, default=None,
                    help="store the model's tensors in fp16, half the size (default: style models yes, others no)")
     g.add_argument("--seed", type=int, default=defaults.seed)
+    g.add_argument("--workers", type=nonneg_int, default=defaults.workers,
+                   help=f"threads that prepare the next batches during a step (default {defaults.workers}; "
+                        "a GPU run wants more)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_args(g, default="auto")  # CUDA when there is one
 
@@ -212,7 +215,7 @@ def train_config_from_args(args, defaults):
     import dataclasses
     return dataclasses.replace(defaults, iters=args.iters, lr=args.lr, betas=(args.beta1, defaults.betas[1]),
                                decay_from=args.decay_from, checkpoint_every=args.checkpoint_every,
-                               sample_every=args.sample_every, seed=args.seed, device=resolve_device(args.device),
+                               sample_every=args.sample_every, seed=args.seed, workers=args.workers, device=resolve_device(args.device),
                                precision=args.precision, progress=not args.quiet)
 
 

@@ -14,11 +14,14 @@ a misaligned pair; one bad pair should not stop a long run.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -373,13 +376,35 @@ class Concat:
 
 
 class StepBatches:
-    """`batches(step)` for the generator loop: a `BatchStream` positioned from the step, so a batch depends
-    only on (seed, step) and resume replays nothing (an unreadable file shifts only its own batch)."""
+    """`batches(step)` for the generator loop: a batch depends only on (seed, step), so resume replays nothing
+    (an unreadable file shifts only its own batch). Each call reads from its own `BatchStream` positioned from
+    the step, so calls may run in several threads at once (`prefetched`)."""
 
     def __init__(self, dataset, batch_size: int, seed: int = 0):
-        self.stream = BatchStream(dataset, batch_size, seed)
-        self.batch_size = batch_size
+        BatchStream(dataset, batch_size, seed)  # the same argument checks, now
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
 
     def __call__(self, step: int):
-        self.stream.epoch, self.stream.position = divmod(step * self.batch_size, len(self.stream.dataset))
-        return next(self.stream)
+        epoch, position = divmod(step * self.batch_size, len(self.dataset))
+        return next(BatchStream(self.dataset, self.batch_size, self.seed,
+                                {"seed": self.seed, "epoch": epoch, "position": position}))
+
+
+def prefetched(make: Callable[[int], object], steps: Iterable[int], workers: int = 0) -> Iterator:
+    """`make(step)` for each step, in order; with `workers` threads up to that many are made ahead, so decoding
+    and cropping the next batches overlaps the training step (PIL and torch release the GIL). `make` must depend
+    only on its step (`StepBatches`): the items are then the plain loop's, whatever the timing."""
+    steps = iter(steps)
+    if workers <= 0:
+        yield from (make(step) for step in steps)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="lossnet-data") as pool:
+        pending = collections.deque(pool.submit(make, step) for step in itertools.islice(steps, workers))
+        try:
+            while pending:
+                item = pending.popleft().result()
+                pending.extend(pool.submit(make, step) for step in itertools.islice(steps, 1))
+                yield item
+        finally:
+            for future in pending:  # a stopped loop waits for nothing it no longer needs
+                future.cancel()

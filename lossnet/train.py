@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .data import prefetched
 from .errors import LossnetError, check_finite
 from .io import save_image
 from .distributed import Distributed
@@ -69,6 +70,7 @@ class TrainConfig:
     sample_every: int = 100
     seed: int = 0
     device: str = "cpu"
+    workers: int = 2  # threads that make the next batches while a step runs (0: in the loop itself)
     precision: str = "auto"  # lossnet.precision: auto, fp32, bf16, fp16 (CUDA)
     progress: bool = True
     desc: str = "train"
@@ -268,12 +270,13 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
     task.generator, task.discriminator = ddp.wrap(gen), ddp.wrap(disc)
     bar = progress(cfg.iters, cfg.desc, cfg.progress and ddp.main, initial=step,
                    faster="fewer --iters, a smaller --crop or --batch-size")
+    batches = prefetched(task.batch, range(step, cfg.iters), cfg.workers)
     try:
         while step < cfg.iters:
             for opt in optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * cfg.lr_factor(step)
-            batch = {k: v.to(device) for k, v in ddp.shard(task.batch(step)).items()}
+            batch = {k: v.to(device) for k, v in ddp.shard(next(batches)).items()}
             with precision.autocast():
                 output = task.forward(batch)
             local = {}
@@ -308,6 +311,7 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
                 if on_checkpoint:
                     on_checkpoint(step)
     finally:
+        batches.close()
         task.generator, task.discriminator = gen, disc
         bar.close()
     ddp.barrier()  # no rank leaves before rank 0 has written the last checkpoint

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lossnet.data import (PairedImages, RandomCrops, SkippedFileWarning, Subset, degrade, find_images, holdout,
-                          infinite_batches, modcrop, sr_pair)
+from lossnet.data import (PairedImages, RandomCrops, SkippedFileWarning, StepBatches, Subset, degrade, find_images,
+                          holdout, infinite_batches, modcrop, prefetched, sr_pair)
 from lossnet.errors import LossnetError
 
 FACADES = Path("/work/shared/data/pix2pix/facades/train")
@@ -98,6 +98,18 @@ def test_batches_are_deterministic_and_resume_exactly(photos):
     resumed = infinite_batches(data, 3, seed=0, state=_after(data, 3, seed=5, batches=2))
     assert all(torch.equal(a, next(resumed)) for a in run[2:])
     assert not torch.equal(next(infinite_batches(data, 3, seed=6)), run[0])
+
+
+def test_prefetched_step_batches_are_the_plain_loops_in_order(photos):
+    data = RandomCrops(photos, crop_size=16, zoom=True, flip=True)
+    batches = StepBatches(data, 3, seed=2)
+    plain = [batches(step) for step in range(4, 12)]
+    ahead = list(prefetched(batches, range(4, 12), workers=3))  # several threads read the same data set at once
+    assert len(ahead) == 8 and all(torch.equal(a, b) for a, b in zip(plain, ahead))
+    assert not torch.equal(plain[0], plain[1])
+    stream = prefetched(batches, range(100), workers=2)
+    assert torch.equal(next(stream), batches(0))
+    stream.close()  # a stopped run leaves no thread waiting on batches it will never take
 
 
 def _after(data, batch_size, seed, batches):

@@ -40,7 +40,8 @@ def bomb_png(side: int = 30000) -> bytes:
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("studio")
-    app = create_app(Settings(run_dir=run_dir, workers=1, max_queued=2, max_upload_mb=5, max_pixels=1_000_000, threads=1))
+    app = create_app(Settings(run_dir=run_dir, workers=1, max_queued=2, max_upload_mb=5, max_pixels=1_000_000, threads=1,
+                                  preview_every_s=0.0))  # every iterate: a fast CPU finishes in under a second
     with TestClient(app) as client:
         client.run_dir = run_dir
         yield client

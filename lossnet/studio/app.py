@@ -46,6 +46,7 @@ class Settings:
     max_upload_mb: float = 25.0  # per request
     max_pixels: int = 16_000_000  # per uploaded image, checked from its header before it is decoded
     threads: int | None = None  # per job process (default: the cores shared among the workers)
+    preview_every_s: float = 1.0  # the pixel loop's iterate is written at most this often (a PNG costs a few ms)
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -104,7 +105,8 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         nonlocal queue
-        queue = JobQueue(settings.run_dir, settings.workers, settings.max_queued, settings.threads)
+        queue = JobQueue(settings.run_dir, settings.workers, settings.max_queued, settings.threads,
+                         settings.preview_every_s)
         app.state.queue = queue
         try:
             yield

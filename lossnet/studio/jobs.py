@@ -65,9 +65,11 @@ def last_error(log: Path) -> str | None:
 
 
 class JobQueue:
-    def __init__(self, root: Path, workers: int = 1, max_queued: int = 8, threads: int | None = None):
+    def __init__(self, root: Path, workers: int = 1, max_queued: int = 8, threads: int | None = None,
+                 preview_every_s: float = 1.0):
         self.root, self.workers, self.max_queued = Path(root), workers, max_queued
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self.preview_every_s = preview_every_s
         self.jobs: dict[str, Job] = {}
         self.waiting: deque[Job] = deque()
         self.running: set[str] = set()
@@ -118,7 +120,8 @@ class JobQueue:
                 raise QueueFull(5)
             if len(self.waiting) >= self.max_queued:
                 raise QueueFull(self.retry_after())
-            (job.folder / "job.json").write_text(json.dumps({"argv": job.argv, "stages": job.stages}))
+            (job.folder / "job.json").write_text(json.dumps({"argv": job.argv, "stages": job.stages,
+                                                                "preview_every_s": self.preview_every_s}))
             self.jobs[job.id] = job
             self.waiting.append(job)
             self.lock.notify_all()

@@ -3,7 +3,7 @@
 stdout carries JSON progress lines for the server (fd 1 is kept for them; the CLI's own prints go to stderr,
 the job's log). Every progress bar the job opens is observed (lossnet.progress.observe): the fraction done
 over the method's stages, an ETA from the current bar's rate, and, for the pixel loop, the current iterate
-written to FOLDER/preview.png at most once a second.
+written to FOLDER/preview.png at most once a second (the server's `preview_every_s`).
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from pathlib import Path
 from .jobs import PREVIEW
 
 EVENT_EVERY = 0.25  # seconds between progress lines
-PREVIEW_EVERY = 1.0  # seconds between preview images: a PNG of the iterate costs a few ms at studio sizes
 
 
 class Reporter:
-    def __init__(self, events, folder: Path, stages: int):
+    def __init__(self, events, folder: Path, stages: int, preview_every_s: float = 1.0):
         self.events, self.folder, self.stages = events, folder, max(1, stages)
+        self.preview_every_s = preview_every_s
         self.closed_bars, self.bar_start, self.bar_start_n = 0, time.time(), 0
         self.last_event = self.last_preview = 0.0
         self.previews = 0
@@ -42,7 +42,7 @@ class Reporter:
             per_step = elapsed / steps
             later_stages = max(0, self.stages - self.closed_bars - 1)
             eta = round(per_step * ((total - n) + later_stages * total), 1)
-        if image is not None and now - self.last_preview >= PREVIEW_EVERY:
+        if image is not None and now - self.last_preview >= self.preview_every_s:
             from ..io import save_image
             save_image(image(), self.folder / PREVIEW)  # atomic: the server never serves half a PNG
             self.previews += 1
@@ -67,7 +67,7 @@ def main() -> int:
 
     from .. import cli
     from ..progress import observe
-    observe(Reporter(events, folder, int(spec.get("stages", 1))))
+    observe(Reporter(events, folder, int(spec.get("stages", 1)), float(spec.get("preview_every_s", 1.0))))
     return cli.main(spec["argv"])
 
 
