@@ -1,7 +1,8 @@
 """Feed-forward style transfer: speed, memory, and quality against Gatys on the same objective.
 
     python bench/bench_fast.py            # speed table (markdown): ms/image, FLOP bound, ONNX, tiles, lite
-    python bench/bench_fast.py quality [MODELS [SIZE]]   # the network's objective vs Gatys from the photo and noise
+    python bench/bench_fast.py quality [MODELS [SIZE]] [--photos N] [--iters N] [--styles K,K]
+        # the network's objective vs Gatys from the photo and noise (--styles: those styles of a multi-style net)
 
 `main()` prints the speed table (bench/run.py calls it). Timings use 2 threads (the project's 2-core box);
 each is the best of several runs after a warm-up (see `best_ms`), and the conv throughput is measured before
@@ -174,13 +175,14 @@ def model_objective(name: str):
 
 
 def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 256,
-            checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality") -> None:
+            checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality", styles=None) -> None:
     """The paper's claim: one forward pass reaches the objective Gatys reaches after ~50-100 L-BFGS iterations.
 
     Same loss network, layers and weights as training (read from the model file); Gatys (fp32) starts from the
     photo and, as in the paper's comparison, from noise. Photos: the first `photos` of BSDS500/val (never
     used for training), longest side `size` (the networks train on 256 px crops). Also the style term alone,
-    relative to the photo's own (the independent check of the issue: lower = more stylised)."""
+    relative to the photo's own (the independent check of the issue: lower = more stylised). `styles`: the
+    indices of a multi-style net's styles to measure (all by default)."""
     from lossnet.io import list_images, load_image
 
     torch.set_num_threads(THREADS)
@@ -193,6 +195,8 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
     for name in model_names:
         net, cfg, loss_net, targets = model_objective(name)
         for k, grams in enumerate(targets):
+            if styles is not None and net.n_styles > 1 and k not in styles:
+                continue
             style = fast.style_weights(net, k if net.n_styles > 1 else None)
             values, style_ratio = [], []
             for image in images:
@@ -204,7 +208,7 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
             ff = sum(values) / len(values)
             row = {"name": name if net.n_styles == 1 else f"{name} [{Path(cfg.styles[k]).name}]", "ff": ff,
                    "style_ratio": sum(style_ratio) / len(style_ratio)}
-            for start in STARTS:
+            for start in STARTS if checkpoints else ():
                 curves = gatys_curves(cfg, loss_net, grams, Path(cfg.styles[k]).name, files, images,
                                       max(checkpoints), cache, size, start)
                 mean_curve = [sum(curves[f.name][i] for f in files) / len(files) for i in range(max(checkpoints) + 1)]
@@ -213,6 +217,11 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
             table.append(row)
     print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} held-out "
           f"BSDS500/val photos at {size} px, mean; Gatys L-BFGS in fp32 on the same objective:\n")
+    if not checkpoints:  # --iters 0: the networks alone, without the slow Gatys curves
+        print("| model | feed-forward | style term / photo's |\n|---|---|---|")
+        for r in table:
+            print(f"| {r['name']} | {r['ff']:.3f} | {r['style_ratio']:.2f} |")
+        return
     print("| model | feed-forward | style term / photo's | Gatys from the photo: 0 / " + " / ".join(map(str, checkpoints))
           + " it | reached at | Gatys from noise: 0 / " + " / ".join(map(str, checkpoints)) + " it | reached at |")
     print("|---|---|---|---|---|---|---|")
@@ -287,7 +296,17 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["gallery"]:
         gallery()
     elif sys.argv[1:2] == ["quality"]:
-        quality(*([sys.argv[2].split(",")] if len(sys.argv) > 2 else []),
-                **({"size": int(sys.argv[3])} if len(sys.argv) > 3 else {}))
+        import argparse
+        parser = argparse.ArgumentParser(prog="bench_fast.py quality")
+        parser.add_argument("models", nargs="?", default="starry,starry-lite", help="comma-separated names or paths")
+        parser.add_argument("size", nargs="?", type=int, default=256)
+        parser.add_argument("--photos", type=int, default=5, help="the first N held-out photos")
+        parser.add_argument("--iters", type=int, default=200,
+                            help="Gatys L-BFGS iterations (checkpoints up to it); 0: the networks' objective alone")
+        parser.add_argument("--styles", default=None, help="comma-separated style indices of a multi-style net")
+        a = parser.parse_args(sys.argv[2:])
+        quality(a.models.split(","), photos=a.photos, size=a.size,
+                checkpoints=tuple(n for n in (25, 50, 100, 200, 400) if n < a.iters) + ((a.iters,) if a.iters else ()),
+                styles=None if a.styles is None else [int(k) for k in a.styles.split(",")])
     else:
         main(sys.argv[1:])
