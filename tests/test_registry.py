@@ -105,7 +105,7 @@ def test_models_lists_every_kind_and_each_bundled_model_from_its_own_file(capsys
         assert f"{kind.name}: {kind.description}" in out
     models = registry.bundled()
     assert {"starry", "starry-lite", "wave", "scream-kandinsky", "x4-pixel", "x4-feature", "x8-pixel",
-            "facades-label2photo"} <= set(models)
+            "x8-feature", "facades-label2photo"} <= set(models)
     for name, model in models.items():  # one convention: the name is the file's stem, the kind is in the file
         assert name in out and model.path == registry.MODELS_DIR / f"{name}.safetensors"
         assert model.kind.stored == registry.stored_metadata(model.path)["lossnet_kind"] and model.description
