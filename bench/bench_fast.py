@@ -3,6 +3,7 @@
     python bench/bench_fast.py            # speed table (markdown): ms/image, FLOP bound, ONNX, tiles, lite
     python bench/bench_fast.py quality [MODELS [SIZE]] [--photos N] [--iters N] [--styles K,K]
         # the network's objective vs Gatys from the photo and noise (--styles: those styles of a multi-style net)
+    python bench/bench_fast.py layers [MODEL]   # per-layer errors: the photo, the network, Gatys 200 it (one style)
 
 `main()` prints the speed table (bench/run.py calls it). Timings use 2 threads (the project's 2-core box);
 each is the best of several runs after a warm-up (see `best_ms`), and the conv throughput is measured before
@@ -260,6 +261,33 @@ def gatys_curves(cfg, loss_net, grams, style_name: str, files, images, iters: in
     return curves
 
 
+def layers(name: str = "starry", photos: int = 2, size: int = 256, iters: int = 200) -> None:
+    """Where a network falls short of Gatys: per held-out photo, the content error (relu2_2) and each style
+    layer's Gram error (relative MSE, before the layer weights) of the photo, the network's output, and Gatys
+    after `iters` L-BFGS iterations from the photo, on the objective the network was trained on."""
+    from lossnet.io import list_images, load_image
+    from lossnet.objectives import gram_matrix, relative_mse
+    from lossnet.optimize import LoopConfig, optimize_pixels
+
+    torch.set_num_threads(THREADS)
+    net, cfg, loss_net, targets = model_objective(name)
+    grams = targets[0]
+    print("| photo | image | content | " + " | ".join(cfg.style_layers) + " |\n|---|---|---|" + "---|" * len(grams))
+    for f in list_images(HELD_OUT)[:photos]:
+        image = load_image(f, size)
+        with torch.no_grad():
+            want = loss_net(image)
+            obj = fast.objective(cfg, want, grams)
+        gatys, _ = optimize_pixels(obj, loss_net, image, LoopConfig(iters=iters, progress=False, precision="fp32"))
+        for label, x in (("photo", image), (name, fast.apply(net, image, fast.style_weights(net, None), precision="fp32")),
+                         (f"Gatys {iters} it", gatys)):
+            with torch.no_grad():
+                feats = loss_net(x)
+                errors = [relative_mse(feats[k], want[k]).item() for k in cfg.content_layers]
+                errors += [relative_mse(gram_matrix(feats[k]), grams[k]).item() for k in cfg.style_layers]
+            print(f"| {f.name} | {label} | " + " | ".join(f"{e:.4f}" for e in errors) + " |")
+
+
 # ----------------------------------------------------------------------------- gallery
 def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
     """Each bundled model on scikit-image's astronaut, chelsea and coffee (public domain / CC0), plus a blend
@@ -295,6 +323,8 @@ def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["gallery"]:
         gallery()
+    elif sys.argv[1:2] == ["layers"]:
+        layers(*sys.argv[2:3])
     elif sys.argv[1:2] == ["quality"]:
         import argparse
         parser = argparse.ArgumentParser(prog="bench_fast.py quality")
