@@ -1,9 +1,11 @@
 """Feed-forward style transfer: speed, memory, and quality against Gatys on the same objective.
 
     python bench/bench_fast.py            # speed table (markdown): ms/image, FLOP bound, ONNX, tiles, lite
-    python bench/bench_fast.py quality [MODELS [SIZE]] [--photos N] [--iters N] [--styles K,K]
+    python bench/bench_fast.py quality [MODELS [SIZE]] [--photos N] [--iters N] [--styles K,K] [--split S] [--start N]
         # the network's objective vs Gatys from the photo and noise (--styles: those styles of a multi-style net)
     python bench/bench_fast.py layers [MODEL]   # per-layer errors: the photo, the network, Gatys 200 it (one style)
+    python bench/bench_fast.py amortization [MODEL] [--photos N] [--steps N]
+        # the network fine-tuned on each held-out photo alone: what its architecture can reach for one photo
 
 `main()` prints the speed table (bench/run.py calls it). Timings use 2 threads (the project's 2-core box);
 each is the best of several runs after a warm-up (see `best_ms`), and the conv throughput is measured before
@@ -176,21 +178,25 @@ def model_objective(name: str):
 
 
 def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 256,
-            checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality", styles=None) -> None:
+            checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality", styles=None, split: str = "val",
+            start: int = 0) -> None:
     """The paper's claim: one forward pass reaches the objective Gatys reaches after ~50-100 L-BFGS iterations.
 
     Same loss network, layers and weights as training (read from the model file); Gatys (fp32) starts from the
     photo and, as in the paper's comparison, from noise. Photos: the first `photos` of BSDS500/val (never
     used for training), longest side `size` (the networks train on 256 px crops). Also the style term alone,
     relative to the photo's own (the independent check of the issue: lower = more stylised). `styles`: the
-    indices of a multi-style net's styles to measure (all by default)."""
+    indices of a multi-style net's styles to measure (all by default). `split`: another BSDS500 split instead of
+    `val` (`train`, `test`: the photos the models were trained on, to see how much they memorise); `start`: skip
+    that many photos first (to compare training runs on photos other than the ones reported)."""
     from lossnet.io import list_images, load_image
 
     torch.set_num_threads(THREADS)
     cache.mkdir(parents=True, exist_ok=True)
-    if not HELD_OUT.is_dir():
-        raise SystemExit(f"bench_fast quality needs the held-out photos in {HELD_OUT} (../shared/data)")
-    files = list_images(HELD_OUT)[:photos]
+    folder = HELD_OUT.parent / split
+    if not folder.is_dir():
+        raise SystemExit(f"bench_fast quality needs the photos in {folder} (../shared/data)")
+    files = list_images(folder)[start:start + photos]
     images = [load_image(f, size) for f in files]
     table = []
     for name in model_names:
@@ -216,8 +222,9 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
                 row[start] = {n: mean_curve[n] for n in (0, *checkpoints)}
                 row[start + "_equal"] = next((i for i, v in enumerate(mean_curve) if v <= ff), None)
             table.append(row)
-    print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} held-out "
-          f"BSDS500/val photos at {size} px, mean; Gatys L-BFGS in fp32 on the same objective:\n")
+    print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} "
+          f"{'held-out ' if split == 'val' else ''}BSDS500/{split} photos at {size} px, mean; Gatys L-BFGS in fp32 on "
+          "the same objective:\n")
     if not checkpoints:  # --iters 0: the networks alone, without the slow Gatys curves
         print("| model | feed-forward | style term / photo's |\n|---|---|---|")
         for r in table:
@@ -288,6 +295,55 @@ def layers(name: str = "starry", photos: int = 2, size: int = 256, iters: int = 
             print(f"| {f.name} | {label} | " + " | ".join(f"{e:.4f}" for e in errors) + " |")
 
 
+def amortization(name: str = "starry", photos: int = 2, size: int = 256, steps: int = 200, every: int = 50,
+                 lr: float = 1e-3, cache=ROOT / "runs" / "quality") -> None:
+    """Is the gap to Gatys the architecture's or the amortisation's? Per held-out photo, a copy of the trained
+    network is fine-tuned on that photo alone (Adam, the training objective, the precision training would use)
+    and its objective on it is printed every `every` steps, beside Gatys from the photo and from noise at the same
+    counts (L-BFGS iterations, from the `quality` cache when it has them). If one photo's network gets far below
+    the shared network, the architecture can paint that result: what is missing is one set of weights that
+    does it for every photo (capacity, training), not the generator's reach."""
+    from lossnet.io import list_images, load_image
+    from lossnet.precision import resolve
+
+    torch.set_num_threads(THREADS)
+    shared, cfg, loss_net, targets = model_objective(name)
+    grams, style = targets[0], fast.style_weights(shared, None)
+    run = resolve("auto")
+    files = list_images(HELD_OUT)[:photos]
+    images = [load_image(f, size) for f in files]
+    marks = list(range(0, steps + 1, every))
+    curves = {start: gatys_curves(cfg, loss_net, grams, Path(cfg.styles[0]).name, files, images, steps, cache, size,
+                                  start) for start in STARTS}
+    print(f"`{name}` fine-tuned on one held-out photo at a time ({size} px, Adam {lr}, {run.describe()}): its "
+          f"objective on that photo after 0 / {' / '.join(map(str, marks[1:]))} steps, and Gatys' after as many "
+          "L-BFGS iterations\n")
+    print("| photo | " + " | ".join(f"{m} steps" for m in marks) + " |\n|---|" + "---|" * len(marks))
+    for f, image in zip(files, images):
+        net = fast.load_transformer(name).train()
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr)
+        with torch.no_grad():
+            obj = fast.objective(cfg, loss_net(image, cfg.content_layers), grams)
+        row = []
+        for step in range(steps + 1):
+            if step in marks:
+                out = fast.apply(net.eval(), image, style, precision="fp32")
+                row.append(fast.objective_value(cfg, loss_net, image, out, grams)["total"])
+                net.train()
+            if step == steps:
+                break
+            with run.autocast():
+                out = net(image, style)
+                loss = sum(obj.parts(loss_net(out), out).values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        print(f"| {f.name}: network | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+        for start in STARTS:
+            label = "the photo" if start == "photo" else start
+            print(f"| {f.name}: Gatys from {label} | " + " | ".join(f"{curves[start][f.name][m]:.3f}" for m in marks) + " |")
+
+
 # ----------------------------------------------------------------------------- gallery
 def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
     """Each bundled model on scikit-image's astronaut, chelsea and coffee (public domain / CC0), plus a blend
@@ -325,18 +381,29 @@ if __name__ == "__main__":
         gallery()
     elif sys.argv[1:2] == ["layers"]:
         layers(*sys.argv[2:3])
+    elif sys.argv[1:2] == ["amortization"]:
+        import argparse
+        parser = argparse.ArgumentParser(prog="bench_fast.py amortization")
+        parser.add_argument("model", nargs="?", default="starry")
+        parser.add_argument("--photos", type=int, default=2, help="the first N held-out photos")
+        parser.add_argument("--steps", type=int, default=200, help="fine-tuning steps per photo (Gatys is cached to 200)")
+        a = parser.parse_args(sys.argv[2:])
+        amortization(a.model, photos=a.photos, steps=a.steps)
     elif sys.argv[1:2] == ["quality"]:
         import argparse
         parser = argparse.ArgumentParser(prog="bench_fast.py quality")
         parser.add_argument("models", nargs="?", default="starry,starry-lite", help="comma-separated names or paths")
         parser.add_argument("size", nargs="?", type=int, default=256)
         parser.add_argument("--photos", type=int, default=5, help="the first N held-out photos")
+        parser.add_argument("--start", type=int, default=0, help="skip the first N photos")
         parser.add_argument("--iters", type=int, default=200,
                             help="Gatys L-BFGS iterations (checkpoints up to it); 0: the networks' objective alone")
         parser.add_argument("--styles", default=None, help="comma-separated style indices of a multi-style net")
+        parser.add_argument("--split", default="val", choices=("val", "train", "test"),
+                            help="the BSDS500 split (val: held out; train, test: trained on)")
         a = parser.parse_args(sys.argv[2:])
         quality(a.models.split(","), photos=a.photos, size=a.size,
                 checkpoints=tuple(n for n in (25, 50, 100, 200, 400) if n < a.iters) + ((a.iters,) if a.iters else ()),
-                styles=None if a.styles is None else [int(k) for k in a.styles.split(",")])
+                styles=None if a.styles is None else [int(k) for k in a.styles.split(",")], split=a.split, start=a.start)
     else:
         main(sys.argv[1:])
