@@ -177,6 +177,17 @@ def model_objective(name: str):
     return net, cfg, loss_net, fast.style_targets(loss_net, fast.load_styles(cfg), cfg.style_layers)
 
 
+def bsds_photos(photos: int, size: int, split: str = "val", start: int = 0) -> tuple[list[Path], list[torch.Tensor]]:
+    """Photos `start` .. `start + photos` of a BSDS500 split (`val`: held out), longest side `size`: (files, images)."""
+    from lossnet.io import list_images, load_image
+
+    folder = HELD_OUT.parent / split
+    if not folder.is_dir():
+        raise SystemExit(f"bench_fast needs the photos in {folder} (../shared/data)")
+    files = list_images(folder)[start:start + photos]
+    return files, [load_image(f, size) for f in files]
+
+
 def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 256,
             checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality", styles=None, split: str = "val",
             start: int = 0) -> None:
@@ -189,15 +200,9 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
     indices of a multi-style net's styles to measure (all by default). `split`: another BSDS500 split instead of
     `val` (`train`, `test`: the photos the models were trained on, to see how much they memorise); `start`: skip
     that many photos first (to compare training runs on photos other than the ones reported)."""
-    from lossnet.io import list_images, load_image
-
     torch.set_num_threads(THREADS)
     cache.mkdir(parents=True, exist_ok=True)
-    folder = HELD_OUT.parent / split
-    if not folder.is_dir():
-        raise SystemExit(f"bench_fast quality needs the photos in {folder} (../shared/data)")
-    files = list_images(folder)[start:start + photos]
-    images = [load_image(f, size) for f in files]
+    files, images = bsds_photos(photos, size, split, start)
     table = []
     for name in model_names:
         net, cfg, loss_net, targets = model_objective(name)
@@ -272,7 +277,6 @@ def layers(name: str = "starry", photos: int = 2, size: int = 256, iters: int = 
     """Where a network falls short of Gatys: per held-out photo, the content error (relu2_2) and each style
     layer's Gram error (relative MSE, before the layer weights) of the photo, the network's output, and Gatys
     after `iters` L-BFGS iterations from the photo, on the objective the network was trained on."""
-    from lossnet.io import list_images, load_image
     from lossnet.objectives import gram_matrix, relative_mse
     from lossnet.optimize import LoopConfig, optimize_pixels
 
@@ -280,8 +284,7 @@ def layers(name: str = "starry", photos: int = 2, size: int = 256, iters: int = 
     net, cfg, loss_net, targets = model_objective(name)
     grams = targets[0]
     print("| photo | image | content | " + " | ".join(cfg.style_layers) + " |\n|---|---|---|" + "---|" * len(grams))
-    for f in list_images(HELD_OUT)[:photos]:
-        image = load_image(f, size)
+    for f, image in zip(*bsds_photos(photos, size)):
         with torch.no_grad():
             want = loss_net(image)
             obj = fast.objective(cfg, want, grams)
@@ -303,15 +306,13 @@ def amortization(name: str = "starry", photos: int = 2, size: int = 256, steps: 
     counts (L-BFGS iterations, from the `quality` cache when it has them). If one photo's network gets far below
     the shared network, the architecture can paint that result: what is missing is one set of weights that
     does it for every photo (capacity, training), not the generator's reach."""
-    from lossnet.io import list_images, load_image
     from lossnet.precision import resolve
 
     torch.set_num_threads(THREADS)
     shared, cfg, loss_net, targets = model_objective(name)
     grams, style = targets[0], fast.style_weights(shared, None)
     run = resolve("auto")
-    files = list_images(HELD_OUT)[:photos]
-    images = [load_image(f, size) for f in files]
+    files, images = bsds_photos(photos, size)
     marks = list(range(0, steps + 1, every))
     curves = {start: gatys_curves(cfg, loss_net, grams, Path(cfg.styles[0]).name, files, images, steps, cache, size,
                                   start) for start in STARTS}
