@@ -63,6 +63,9 @@ class FastStyleConfig:
     network: str = loss_network_option()
     weights: str | None = loss_weights_option()
     init_from: str | None = init_from_option()
+    train_only: str = option("all", "all the network's parameters, or norms: only its (per-style) norm parameters, "
+                                    "the convolutions kept as --init-from gave them (Dumoulin et al. learn a new "
+                                    "style this way)", choices=("all", "norms"))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(desc="train-style"))
 
 
@@ -119,6 +122,11 @@ class FastStyleTask(Task):
         elif generator is None:
             with seeded(cfg.train.seed):
                 generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch)
+        if cfg.train_only == "norms":
+            if not cfg.init_from:
+                raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
+            for name, param in generator.named_parameters():
+                param.requires_grad_(".norm." in f".{name}")  # Adam skips the frozen ones (no gradient)
         self.generator = generator
         # Pure distillation (all objective weights 0, a teacher) needs no loss network: ~10x cheaper steps.
         self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight) > 0
@@ -178,6 +186,17 @@ def train_style(cfg: FastStyleConfig, output: str | os.PathLike, run_dir: str | 
 
 def save_transformer(net: TransformerNet, path: str | os.PathLike, config: dict, half: bool = True) -> Path:
     return registry.save(net, path, {**net.config, **config}, half)
+
+
+def save_styles(model: str | os.PathLike, indices: Sequence[int], path: str | os.PathLike) -> Path:
+    """Some of a multi-style model's styles as a model of their own (`TransformerNet.select_styles`): it paints
+    them exactly as the model does. Its metadata keeps the model's training record and says where it came from."""
+    from .weights import read_model
+    net = load_transformer(model)
+    _, config = read_model(model_path(model), KIND)
+    part = net.select_styles(indices)
+    training = {**config.get("training", {}), "styles_of": f"{Path(str(model)).stem} {[int(k) for k in indices]}"}
+    return save_transformer(part, path, {"styles": part.styles, "training": training})
 
 
 # ----------------------------------------------------------------------------- models

@@ -111,6 +111,46 @@ def test_a_one_style_network_starts_a_many_style_one_with_every_style_equal_to_i
         fast.FastStyleTask(task.cfg, quiet=True)
 
 
+def test_a_style_carved_out_of_a_many_style_network_paints_as_it_did_there(tmp_path):
+    many = tiny(3)
+    many.styles = ["a.png", "b.png", "c.png"]
+    x = torch.rand(1, 3, 32, 32)
+    one, two = many.select_styles([2]), many.select_styles([1, 0])
+    assert (one.n_styles, one.styles, two.styles) == (1, ["c.png"], ["b.png", "a.png"])
+    with torch.no_grad():
+        assert torch.equal(one(x), many(x, fast.style_weights(many, index=2)))
+        assert torch.equal(two(x, fast.style_weights(two, index=1)), many(x, fast.style_weights(many, index=0)))
+        assert not torch.equal(one(x), many(x, fast.style_weights(many, index=0)))
+    with pytest.raises(IndexError):
+        many.select_styles([3])
+    # as a model file of its own (fp16 both): the same output, its style's name, where it came from
+    src = fast.save_transformer(many, tmp_path / "many.safetensors", {"styles": many.styles})
+    part = fast.load_transformer(fast.save_styles(src, [2], tmp_path / "c.safetensors"))
+    whole = fast.load_transformer(src)
+    with torch.no_grad():
+        assert torch.equal(part(x), whole(x, fast.style_weights(whole, index=2)))
+    assert part.styles == ["c.png"]
+
+
+def test_train_only_norms_learns_the_styles_norms_and_keeps_the_convolutions(photos, tmp_path):
+    path = fast.save_transformer(tiny(1), tmp_path / "one.safetensors", {"styles": ["a.png"]})
+    cfg = _task(photos, n_styles=2, iters=4, lr=1e-2).cfg
+    cfg.init_from, cfg.train_only = str(path), "norms"
+    task = fast.FastStyleTask(cfg, quiet=True)
+    before = {k: v.clone() for k, v in task.generator.state_dict().items()}
+    train(task, tmp_path / "run", cfg.train)
+    after = task.generator.state_dict()
+    norms = [k for k in before if ".norm." in f".{k}"]
+    assert norms and all(not torch.equal(before[k], after[k]) for k in norms)
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in norms)
+    # both styles trained (one per step), each its own way
+    w = after["down.0.norm.weight"]
+    assert not torch.equal(w[0], w[1])
+    cfg.init_from = None
+    with pytest.raises(fast.LossnetError, match="needs trained convolutions"):
+        fast.FastStyleTask(cfg, quiet=True)
+
+
 def _task(photos, n_styles=1, **kw):
     from lossnet.procedural import make_style
     styles = []

@@ -23,6 +23,8 @@ one-hot equals the single style exactly.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -188,16 +190,27 @@ class TransformerNet(nn.Module):
         """A copy with `n_styles` styles whose every style starts as this network's first one: the warm start of
         a multi-style network from a trained single-style one. The convolutions are shared by all styles
         (Dumoulin et al. learn a new style by its norm parameters alone), so they start trained."""
-        if self.config["norm"] != "instance":
+        return self.select_styles([0] * n_styles)
+
+    def select_styles(self, indices: Sequence[int]) -> "TransformerNet":
+        """A copy whose styles are this network's styles `indices`, in that order: `[k]` carves a one-style
+        network out of a multi-style one, `[0] * n` starts n styles from one (`with_styles`). Only the norms'
+        rows differ between styles; the convolutions are copied as they are."""
+        indices = [int(k) for k in indices]
+        if not indices or not all(0 <= k < self.n_styles for k in indices):
+            raise IndexError(f"style indices {indices} out of range for {self.n_styles} styles")
+        if self.config["norm"] != "instance" and len(indices) > 1:
             raise ValueError("several styles in one network need instance norm (conditional instance norm)")
-        config = {**self.config, "n_styles": n_styles, "channels": tuple(self.config["channels"])}
+        config = {**self.config, "n_styles": len(indices), "channels": tuple(self.config["channels"])}
         net = TransformerNet(**config)
+        rows = torch.tensor(indices)
         sd = {}
         for key, value in self.state_dict().items():
             module = net.get_submodule(key.rsplit(".", 1)[0])
-            sd[key] = value[:1].expand(n_styles, -1).clone() if isinstance(module, CondInstanceNorm) else value
+            sd[key] = value[rows].clone() if isinstance(module, CondInstanceNorm) else value
         net.load_state_dict(sd)
-        net.styles = list(getattr(self, "styles", []))[:1] * n_styles
+        names = list(getattr(self, "styles", []))
+        net.styles = [names[k] for k in indices] if len(names) == self.n_styles else []
         return net.to(next(self.parameters()).device).train(self.training)
 
     def style_vector(self, style, batch: int = 1) -> torch.Tensor | None:
