@@ -29,7 +29,7 @@ from .errors import ConfigError, LossnetError
 from .export import Graph, StyleBody
 from .features import LossNetwork, build_matching
 from .io import MIN_SIDE, load_image, picture, resize_longest
-from .nets.transformer import ARCHS, CondInstanceNorm, TransformerNet
+from .nets.transformer import ARCHS, BatchNorm, CondInstanceNorm, TransformerNet
 from .precision import announce, resolve as resolve_precision
 from .registry import Kind, init_from_option, loss_network_option, loss_weights_option, option
 from .style import blended_grams, check_weights, objective
@@ -120,13 +120,15 @@ class FastStyleTask(Task):
                 raise ConfigError("init_from", f"{cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}"
                                                " (a one-style model can start a network of any number of styles)")
         elif generator is None:
+            if cfg.train_only == "norms":
+                raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
             with seeded(cfg.train.seed):
                 generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch)
-        if cfg.train_only == "norms":
-            if not cfg.init_from:
-                raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
-            for name, param in generator.named_parameters():
-                param.requires_grad_(".norm." in f".{name}")  # Adam skips the frozen ones (no gradient)
+        if cfg.train_only == "norms":  # Adam skips the frozen parameters (they get no gradient)
+            generator.requires_grad_(False)
+            for module in generator.modules():
+                if isinstance(module, (CondInstanceNorm, BatchNorm)):
+                    module.requires_grad_(True)
         self.generator = generator
         # Pure distillation (all objective weights 0, a teacher) needs no loss network: ~10x cheaper steps.
         self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight) > 0
