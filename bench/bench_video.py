@@ -1,6 +1,7 @@
 """Video stylisation with and without `--temporal`: warping error, the model's own objective, ms per frame.
 
     python bench/bench_video.py               # every bundled style model on three clips; writes BENCHMARKS.md
+    python bench/bench_video.py starry,wave   # these models only (a model's name, or a .safetensors path)
     python bench/bench_video.py --no-write    # prints only
     python bench/bench_video.py strip         # the README's strip of frames, docs/gallery/video/strip.jpg
 
@@ -259,13 +260,15 @@ def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model:
 
 def main(argv=None) -> None:
     argv = list(argv or [])
-    quality, speed = measure()
+    names = [a for a in argv if not a.startswith("--")]
+    quality, speed = measure(models=names[0].split(",") if names else None)
     text = section(quality, speed)
     print(text)
     if "--no-write" not in argv:
         from run import commit, write_section
         write_section("Video: --temporal (lossnet.temporal)",
-                      f"`python bench/bench_video.py`, {time.strftime('%Y-%m-%d')}, commit {commit()}.\n\n{text}")
+                      f"`{' '.join(['python bench/bench_video.py', *argv])}`, {time.strftime('%Y-%m-%d')}, "
+                      f"commit {commit()}.\n\n{text}")
 
 
 if __name__ == "__main__":
