@@ -148,7 +148,8 @@ def photo_crops(folders: Sequence[str | os.PathLike], crop_size: int, **options)
 
 def gaussian_blur(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Separable Gaussian blur of (N, C, H, W), radius 3 sigma (at least 1), reflected borders. The SR
-    degradation here, and the class-model regulariser (lossnet.viz.class_model)."""
+    degradation here, the class-model regulariser (lossnet.viz.class_model) and the video blend's detail
+    (lossnet.temporal.blend)."""
     radius = max(1, math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)

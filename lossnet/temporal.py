@@ -48,6 +48,7 @@ class TemporalConfig:
     (0: frame by frame; 1: strokes never change where the scene is tracked). In the pixel loop it scales the
     temporal loss term instead (weight `strength * GATYS_TEMPORAL_WEIGHT`)."""
     strength: float = 0.7
+    keep_contrast: bool = True  # the feed-forward blend restores the strokes' local contrast (see `blend`)
     preset: str = "medium"  # DIS settings (PRESETS) for the flow that carries the previous result
     check_preset: str = "balanced"  # ... for the flow back, which only finds occlusions: a cheaper one will do
     flow_side: int = 1024  # the flow is computed at most at this longest side and scaled up beyond it
@@ -195,10 +196,38 @@ def _mask_tensor(mask: np.ndarray) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- feed-forward: blending
-def blend(stylised: torch.Tensor, warped: torch.Tensor, mask: np.ndarray, strength: float) -> torch.Tensor:
-    """strength x the warped previous result + the rest of the new one, where mask is 1; the new one elsewhere."""
+DETAIL_SIGMA = 1.0  # px: what a Gaussian of this width smooths away is the finest detail, what resampling softens
+CONTRAST_SIGMA = 4.0  # px: the neighbourhood over which the detail's energy is measured and restored
+MAX_GAIN = 2.0
+
+
+def blend(stylised: torch.Tensor, warped: torch.Tensor, mask: np.ndarray, strength: float,
+          keep_contrast: bool = True) -> torch.Tensor:
+    """strength x the warped previous result + the rest of the new one, where mask is 1; the new one elsewhere.
+
+    A plain average of two paintings whose strokes do not line up has less contrast than either: an average of
+    uncorrelated detail keeps w^2 + (1-w)^2 of its energy (58 % at w = 0.7), and carried along frame after frame
+    a steady state keeps far less, so a textured style fades into a smooth wash, most where the scene moves
+    (zoom) and the new strokes never line up with the old; and every warp resamples the carried result, which
+    softens it a little more each frame. With `keep_contrast` the detail (what a 1 px Gaussian removes) of the
+    average is scaled, per neighbourhood, up to the energy of the new frame's own detail: the variance-preserving
+    blend of texture synthesis (Heitz & Neyret 2018), made local, with the network's output as the measure of
+    how much texture a frame should have. Where the two agree (a still scene) the gain is 1 and nothing changes;
+    it never lowers detail (at least 1) nor more than doubles it."""
     weight = strength * _mask_tensor(mask)
-    return weight * warped + (1 - weight) * stylised
+    mixed = weight * warped + (1 - weight) * stylised
+    if not keep_contrast or strength == 0:
+        return mixed
+    from .data import gaussian_blur
+
+    detail_warped = warped - gaussian_blur(warped, DETAIL_SIGMA)
+    detail_new = stylised - gaussian_blur(stylised, DETAIL_SIGMA)
+    detail = weight * detail_warped + (1 - weight) * detail_new  # mixed minus the mix of the smooth parts
+    wanted = detail_new.square().sum(1, keepdim=True)
+    eps = 1e-4  # (1 % of full range)^2 per channel: flat areas keep their (absent) detail, unamplified noise
+    gain = ((gaussian_blur(wanted, CONTRAST_SIGMA) + eps) /
+            (gaussian_blur(detail.square().sum(1, keepdim=True), CONTRAST_SIGMA) + eps)).sqrt().clamp(1, MAX_GAIN)
+    return (mixed + (gain - 1) * detail).clamp(0, 1)
 
 
 class Stabiliser:
@@ -216,7 +245,7 @@ class Stabiliser:
         result, frame = stylised, gray(frame)
         if self.previous_frame is not None and self.previous_frame.shape == frame.shape and self.cfg.strength > 0:
             flow, mask = link(frame, self.previous_frame, self.cfg.preset, self.cfg.flow_side, self.cfg.check_preset)
-            result = blend(stylised, warp(self.previous_result, flow), mask, self.cfg.strength)
+            result = blend(stylised, warp(self.previous_result, flow), mask, self.cfg.strength, self.cfg.keep_contrast)
         self.previous_frame, self.previous_result = frame, result
         return result
 
@@ -275,7 +304,7 @@ def gatys_frames(styles: Sequence[torch.Tensor], style_cfg, cfg: TemporalConfig 
             warped = warp(previous, flow)
             if style_cfg.original_colors:  # that loop optimises luminance; colours come back at the end
                 warped = luminance(warped)
-            start = blend(frame if not style_cfg.original_colors else luminance(frame), warped, mask, 1.0)
+            start = blend(frame if not style_cfg.original_colors else luminance(frame), warped, mask, 1.0, keep_contrast=False)
             finest = replace(style_cfg, sizes=[max(style_cfg.sizes)],
                              iters=[style_cfg.iters[-1]] if style_cfg.iters else None)
             extra = cfg.strength * GATYS_TEMPORAL_WEIGHT * temporal_loss(warped, mask)
