@@ -194,9 +194,9 @@ def save_styles(model: str | os.PathLike, indices: Sequence[int], path: str | os
     """Some of a multi-style model's styles as a model of their own (`TransformerNet.select_styles`): it paints
     them exactly as the model does. Its metadata keeps the model's training record and says where it came from."""
     from .weights import read_model
-    net = load_transformer(model)
-    _, config = read_model(model_path(model), KIND)
-    part = net.select_styles(indices)
+    source = model_path(model)
+    state_dict, config = read_model(source, KIND)  # one read: the network and its training record
+    part = _build(state_dict, config, source).select_styles(indices)
     training = {**config.get("training", {}), "styles_of": f"{Path(str(model)).stem} {[int(k) for k in indices]}"}
     return save_transformer(part, path, {"styles": part.styles, "training": training})
 

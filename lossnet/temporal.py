@@ -202,17 +202,17 @@ MAX_GAIN = 2.0
 
 
 def blend(stylised: torch.Tensor, warped: torch.Tensor, mask: np.ndarray, strength: float,
-          keep_contrast: bool = True) -> torch.Tensor:
+          keep_contrast: bool = False) -> torch.Tensor:
     """strength x the warped previous result + the rest of the new one, where mask is 1; the new one elsewhere.
 
     A plain average of two paintings whose strokes do not line up has less contrast than either: an average of
     uncorrelated detail keeps w^2 + (1-w)^2 of its energy (58 % at w = 0.7), and carried along frame after frame
     a steady state keeps far less, so a textured style fades into a smooth wash, most where the scene moves
     (zoom) and the new strokes never line up with the old; and every warp resamples the carried result, which
-    softens it a little more each frame. With `keep_contrast` the detail (what a 1 px Gaussian removes) of the
-    average is scaled, per neighbourhood, up to the energy of the new frame's own detail: the variance-preserving
-    blend of texture synthesis (Heitz & Neyret 2018), made local, with the network's output as the measure of
-    how much texture a frame should have. Where the two agree (a still scene) the gain is 1 and nothing changes;
+    softens it a little more each frame. With `keep_contrast` (`TemporalConfig`'s default) the detail (what a
+    1 px Gaussian removes) of the average is scaled, per neighbourhood, up to the energy of the new frame's own
+    detail: the variance-preserving blend of texture synthesis (Heitz & Neyret 2018), made local, with the
+    network's output as the measure of how much texture a frame should have. Where the two agree (a still scene) the gain is 1 and nothing changes;
     it never lowers detail (at least 1) nor more than doubles it."""
     weight = strength * _mask_tensor(mask)
     mixed = weight * warped + (1 - weight) * stylised
@@ -304,7 +304,7 @@ def gatys_frames(styles: Sequence[torch.Tensor], style_cfg, cfg: TemporalConfig 
             warped = warp(previous, flow)
             if style_cfg.original_colors:  # that loop optimises luminance; colours come back at the end
                 warped = luminance(warped)
-            start = blend(frame if not style_cfg.original_colors else luminance(frame), warped, mask, 1.0, keep_contrast=False)
+            start = blend(frame if not style_cfg.original_colors else luminance(frame), warped, mask, 1.0)
             finest = replace(style_cfg, sizes=[max(style_cfg.sizes)],
                              iters=[style_cfg.iters[-1]] if style_cfg.iters else None)
             extra = cfg.strength * GATYS_TEMPORAL_WEIGHT * temporal_loss(warped, mask)

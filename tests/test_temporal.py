@@ -10,6 +10,7 @@ import torch
 
 from conftest import photo
 from lossnet import fast, temporal as T
+from lossnet.data import gaussian_blur
 from lossnet.cli import main
 from lossnet.io import save_image
 from lossnet.nets.transformer import TransformerNet
@@ -103,27 +104,24 @@ def test_blending_removes_most_of_a_per_frame_flicker_and_strength_0_removes_non
 
 
 def detail_energy(image: torch.Tensor) -> float:
-    from lossnet.data import gaussian_blur
-
     return (image - gaussian_blur(image, T.DETAIL_SIGMA)).square().mean().item()
 
 
 def test_the_blend_keeps_the_strokes_contrast_that_a_plain_average_loses_and_changes_nothing_where_they_agree():
-    from lossnet.data import gaussian_blur
     base = gaussian_blur(photo("coffee", 96), 3.0)  # the picture; its fine detail is the strokes' alone
     g = torch.Generator().manual_seed(0)
     # two paintings of the same frame whose strokes do not line up: the same picture, different fine texture
     old, new = ((base + 0.15 * torch.randn(base.shape, generator=g)).clamp(0, 1) for _ in range(2))
     mask = np.ones(base.shape[-2:], np.float32)
-    plain = T.blend(new, old, mask, 0.7, keep_contrast=False)
-    kept = T.blend(new, old, mask, 0.7)
+    plain = T.blend(new, old, mask, 0.7)
+    kept = T.blend(new, old, mask, 0.7, keep_contrast=True)
     wanted = detail_energy(new)  # the new frame's own detail
     assert detail_energy(plain) < 0.65 * wanted  # w^2 + (1-w)^2 = 0.58 of it
     assert 0.9 * wanted < detail_energy(kept) < 1.1 * wanted
     assert (kept - plain).abs().mean() < 0.1  # the picture is the same; only its detail is restored
-    # where the two agree, and where the flow is not trusted (mask 0), the blend is the plain one exactly
-    assert torch.allclose(T.blend(new, new, mask, 0.7), new, atol=1e-5)
-    assert torch.equal(T.blend(new, old, np.zeros_like(mask), 0.7), new)
+    # where the two agree the result is that picture (to rounding); where the flow is not trusted (mask 0), the new one
+    assert torch.allclose(T.blend(new, new, mask, 0.7, keep_contrast=True), new, atol=1e-5)
+    assert torch.equal(T.blend(new, old, np.zeros_like(mask), 0.7, keep_contrast=True), new)
 
 
 def test_a_still_video_has_no_warping_error():
