@@ -47,6 +47,9 @@ class FastStyleConfig:
                                  repeat=True, required=True, path=True)
     arch: str = option("full", "full (the paper's network) or lite (real time on a CPU)", choices=tuple(ARCHS))
     norm: str = option("instance", "instance norm (the paper's) or batch norm", choices=("instance", "batch"))
+    residual_blocks: int | None = option(None, "residual blocks (default: the arch's, full 5, lite 3); with "
+                                               "--init-from, blocks beyond the model's are added as identity blocks, so "
+                                               "training starts from what the model paints", minimum=1)
     content_layers: Sequence[str] = option(JOHNSON_CONTENT_LAYERS, "content layers, comma-separated")
     style_layers: Sequence[str] = option(JOHNSON_STYLE_LAYERS, "style (Gram) layers, comma-separated")
     style_layer_weights: Sequence[float] | None = option(None, "one weight per style layer (default equal)")
@@ -119,11 +122,17 @@ class FastStyleTask(Task):
             if generator.n_styles != len(cfg.styles):
                 raise ConfigError("init_from", f"{cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}"
                                                " (a one-style model can start a network of any number of styles)")
+            if cfg.residual_blocks is not None and cfg.residual_blocks != len(generator.residual):
+                if cfg.residual_blocks < len(generator.residual):
+                    raise ConfigError("residual_blocks", f"{cfg.init_from} has {len(generator.residual)} residual "
+                                                         f"blocks: blocks can be added, not removed")
+                with seeded(cfg.train.seed):
+                    generator = generator.with_residual_blocks(cfg.residual_blocks)
         elif generator is None:
             if cfg.train_only == "norms":
                 raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
             with seeded(cfg.train.seed):
-                generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch)
+                generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch, n_residual=cfg.residual_blocks)
         if cfg.train_only == "norms":  # Adam skips the frozen parameters (they get no gradient)
             generator.requires_grad_(False)
             for module in generator.modules():

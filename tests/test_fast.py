@@ -151,6 +151,34 @@ def test_train_only_norms_learns_the_styles_norms_and_keeps_the_convolutions(pho
         fast.FastStyleTask(cfg, quiet=True)
 
 
+def test_residual_blocks_added_to_a_trained_model_start_as_the_identity_and_train(photos, tmp_path):
+    one = tiny(1)
+    x = torch.rand(1, 3, 36, 28)
+    deep = one.with_residual_blocks(3)
+    with torch.no_grad():
+        assert torch.equal(deep(x), one(x))
+    assert len(deep.residual) == 3 and deep.config["n_residual"] == 3
+    with pytest.raises(ValueError, match="never removed"):
+        deep.with_residual_blocks(2)
+    # --init-from a one-block model file with --residual-blocks 3: the same start, every new weight trained
+    path = fast.save_transformer(one, tmp_path / "one.safetensors", {"styles": ["a.png"]})
+    cfg = _task(photos, iters=4, lr=1e-2).cfg
+    cfg.init_from, cfg.residual_blocks = str(path), 3
+    task = fast.FastStyleTask(cfg, quiet=True)
+    start = fast.load_transformer(path)
+    with torch.no_grad():
+        assert torch.equal(task.generator.eval()(x), start(x))
+    before = {k: v.clone() for k, v in task.generator.state_dict().items()}
+    train(task, tmp_path / "run", cfg.train)
+    new = [k for k in before if k.startswith(("residual.1.", "residual.2.")) and not k.endswith("conv.bias")]
+    assert new and all(not torch.equal(before[k], task.generator.state_dict()[k]) for k in new)
+    # saved and loaded as a 3-block network
+    assert len(fast.load_transformer(fast.save_transformer(task.generator, tmp_path / "deep.safetensors", {})).residual) == 3
+    cfg.init_from, cfg.residual_blocks = str(tmp_path / "deep.safetensors"), 2
+    with pytest.raises(fast.LossnetError, match="not removed"):
+        fast.FastStyleTask(cfg, quiet=True)
+
+
 def _task(photos, n_styles=1, **kw):
     from lossnet.procedural import make_style
     styles = []

@@ -192,6 +192,25 @@ class TransformerNet(nn.Module):
         (Dumoulin et al. learn a new style by its norm parameters alone), so they start trained."""
         return self.select_styles([0] * n_styles)
 
+    def with_residual_blocks(self, n_residual: int) -> "TransformerNet":
+        """A copy with `n_residual` residual blocks: this network's, then new ones that start as the identity
+        (the last norm of each has scale and shift 0, so the block adds nothing): the copy paints exactly as this
+        network does, and training grows what the new blocks add. Capacity where the painting's large-scale
+        structure is made (the 1/4-resolution trunk), without retraining from scratch. The new convolutions
+        draw from torch's generator (seed it for a reproducible start)."""
+        have = len(self.residual)
+        if n_residual < have:
+            raise ValueError(f"the network has {have} residual blocks; blocks are added, never removed ({n_residual})")
+        config = {**self.config, "channels": tuple(self.config["channels"]), "n_residual": n_residual}
+        net = TransformerNet(**config)
+        net.load_state_dict(self.state_dict(), strict=False)  # the new blocks' keys alone are missing
+        with torch.no_grad():
+            for block in net.residual[have:]:
+                block.conv2.norm.weight.zero_()
+                block.conv2.norm.bias.zero_()
+        net.styles = list(getattr(self, "styles", []))
+        return net.to(next(self.parameters()).device).train(self.training)
+
     def select_styles(self, indices: Sequence[int]) -> "TransformerNet":
         """A copy whose styles are this network's styles `indices`, in that order: `[k]` carves a one-style
         network out of a multi-style one, `[0] * n` starts n styles from one (`with_styles`). Only the norms'
