@@ -48,8 +48,8 @@ class FastStyleConfig:
     arch: str = option("full", "full (the paper's network) or lite (real time on a CPU)", choices=tuple(ARCHS))
     norm: str = option("instance", "instance norm (the paper's) or batch norm", choices=("instance", "batch"))
     residual_blocks: int | None = option(None, "residual blocks (default: the arch's, full 5, lite 3); with "
-                                               "--init-from, blocks beyond the model's are added as identity blocks, so "
-                                               "training starts from what the model paints", minimum=1)
+                                               "--init-from, up to twice the model's: its last blocks are each split "
+                                               "into two half steps, so training starts near what it paints", minimum=1)
     content_layers: Sequence[str] = option(JOHNSON_CONTENT_LAYERS, "content layers, comma-separated")
     style_layers: Sequence[str] = option(JOHNSON_STYLE_LAYERS, "style (Gram) layers, comma-separated")
     style_layer_weights: Sequence[float] | None = option(None, "one weight per style layer (default equal)")
@@ -123,11 +123,11 @@ class FastStyleTask(Task):
                 raise ConfigError("init_from", f"{cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}"
                                                " (a one-style model can start a network of any number of styles)")
             if cfg.residual_blocks is not None and cfg.residual_blocks != len(generator.residual):
-                if cfg.residual_blocks < len(generator.residual):
-                    raise ConfigError("residual_blocks", f"{cfg.init_from} has {len(generator.residual)} residual "
-                                                         f"blocks: blocks can be added, not removed")
-                with seeded(cfg.train.seed):
-                    generator = generator.with_residual_blocks(cfg.residual_blocks)
+                have = len(generator.residual)
+                if not have < cfg.residual_blocks <= 2 * have:
+                    raise ConfigError("residual_blocks", f"{cfg.init_from} has {have} residual blocks: it can grow to "
+                                                         f"{have + 1}-{2 * have} (each block split in two at most)")
+                generator = generator.with_residual_blocks(cfg.residual_blocks)
         elif generator is None:
             if cfg.train_only == "norms":
                 raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
