@@ -122,12 +122,11 @@ class FastStyleTask(Task):
             if generator.n_styles != len(cfg.styles):
                 raise ConfigError("init_from", f"{cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}"
                                                " (a one-style model can start a network of any number of styles)")
-            if cfg.residual_blocks is not None and cfg.residual_blocks != len(generator.residual):
-                have = len(generator.residual)
-                if not have < cfg.residual_blocks <= 2 * have:
-                    raise ConfigError("residual_blocks", f"{cfg.init_from} has {have} residual blocks: it can grow to "
-                                                         f"{have + 1}-{2 * have} (each block split in two at most)")
-                generator = generator.with_residual_blocks(cfg.residual_blocks)
+            if cfg.residual_blocks is not None:
+                try:
+                    generator = generator.with_residual_blocks(cfg.residual_blocks)
+                except ValueError as error:  # the network's own bounds, said once there
+                    raise ConfigError("residual_blocks", f"{cfg.init_from}: {error}") from None
         elif generator is None:
             if cfg.train_only == "norms":
                 raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
