@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import objectives as O
+from .data import gaussian_blur
 from .errors import LossnetError
 
 # DIS settings: (finest pyramid level, patch size, patch stride, gradient-descent iterations, variational
@@ -218,8 +219,6 @@ def blend(stylised: torch.Tensor, warped: torch.Tensor, mask: np.ndarray, streng
     mixed = weight * warped + (1 - weight) * stylised
     if not keep_contrast or strength == 0:
         return mixed
-    from .data import gaussian_blur
-
     detail_warped = warped - gaussian_blur(warped, DETAIL_SIGMA)
     detail_new = stylised - gaussian_blur(stylised, DETAIL_SIGMA)
     detail = weight * detail_warped + (1 - weight) * detail_new  # mixed minus the mix of the smooth parts
