@@ -12,6 +12,7 @@ import torch
 from conftest import files_in
 from lossnet import registry
 from lossnet.cli import main
+from lossnet.commands.models import budget
 from lossnet.data import StepBatches, photo_crops
 from lossnet.errors import LossnetError
 from lossnet.features import build_matching
@@ -112,6 +113,9 @@ def test_models_lists_every_kind_and_each_bundled_model_from_its_own_file(capsys
     for name, model in registry.bundled("style").items():
         assert registry.load(name).n_styles == len(model.config["styles"])
     assert registry.bundled("sr")["x8-pixel"].config["scale"] == 8
+    # a warm start from a file on the training machine is listed by the file's name
+    assert budget({"training": {"steps": 1000, "crop": 256, "init_from": "/root/runs/a/starry-lite.safetensors"}}) \
+        == "1000 steps of 256 px from starry-lite.safetensors"
 
 
 def test_a_model_file_says_its_kind_and_another_kind_is_refused(tmp_path):

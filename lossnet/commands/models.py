@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from ..cli import add_device_args, add_train_command, cmd_train, positive_int, report_applied, resolve_run
 
 
 def budget(config: dict) -> str:
-    """A bundled model's training, as its file records it: steps reached, crop side, warm start."""
+    """A bundled model's training, as its file records it: steps reached, crop side, warm start. A warm start
+    from a file is shown by the file's name: the folder it had on the training machine means nothing here."""
     t = config.get("training", {})
     crop = t.get("crop", t.get("crop_size"))
     return (f"{t.get('steps', t.get('iters', '?'))} steps" + (f" of {crop} px" if crop else "")
-            + (f" from {t['init_from']}" if t.get("init_from") else ""))
+            + (f" from {Path(t['init_from']).name}" if t.get("init_from") else ""))
 
 
 def cmd_models(args) -> None:
