@@ -233,8 +233,8 @@ def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model:
     for mode, cfg in (("per-frame", None), ("--temporal", temporal.TemporalConfig())):
         out = WORK / "stylised" / f"strip_{clip}_{model}_{mode.strip('-')}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
-        if not out.is_file():
-            video.stylize_video(net, clip_path, out, temporal=cfg, show_progress=False)
+        # always made afresh: a video left from an earlier model or temporal default would show the old one
+        video.stylize_video(net, clip_path, out, temporal=cfg, show_progress=False)
         rows[mode] = out
     x, y, w, h = box
     frames = {k: list(video.Frames(p))[first:first + count] for k, p in rows.items()}
