@@ -2,6 +2,7 @@
 
     python bench/bench_precision.py             # prints the section and writes it into BENCHMARKS.md
     python bench/bench_precision.py --no-write  # prints only
+    python bench/bench_precision.py psnr starry paintings8   # bf16 against fp32 output of these models, every style
 
 The bf16 numbers are what `--precision bf16` (and `auto` on a CPU with AMX or AVX512-BF16) runs: autocast
 around the networks, Gram matrices, losses and norm statistics in fp32. FLOP bounds are the architecture's
@@ -182,8 +183,22 @@ def section() -> str:
     return "\n".join(lines)
 
 
+def model_psnr(name: str, size: int = 512) -> list[float]:
+    """PSNR of a model's bf16 output against its fp32 output on the astronaut at `size` px, one per style."""
+    from lossnet.io import bundled_photo
+    net, photo = fast.load_transformer(name), bundled_photo("astronaut", size)
+    with torch.inference_mode():
+        return [psnr(*(fast.apply(net, photo, fast.style_weights(net, s), precision=FORMATS[f]) for f in ("fp32", "bf16")))
+                for s in range(net.n_styles)]
+
+
 def main(argv=None) -> None:
     argv = list(argv or [])
+    if argv[:1] == ["psnr"]:
+        torch.set_num_threads(THREADS)
+        for name in argv[1:]:
+            print(f"{name}: " + ", ".join(f"{q:.1f}" for q in model_psnr(name)) + " dB (bf16 against fp32, every style)")
+        return
     text = section()
     print(text)
     if "--no-write" not in argv:
