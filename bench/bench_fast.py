@@ -177,11 +177,13 @@ def model_objective(name: str):
     return net, cfg, loss_net, fast.style_targets(loss_net, fast.load_styles(cfg), cfg.style_layers)
 
 
-def bsds_photos(photos: int, size: int, split: str = "val", start: int = 0) -> tuple[list[Path], list[torch.Tensor]]:
-    """Photos `start` .. `start + photos` of a BSDS500 split (`val`: held out), longest side `size`: (files, images)."""
+def photo_set(photos: int, size: int, split: str = "val", start: int = 0) -> tuple[list[Path], list[torch.Tensor]]:
+    """Photos `start` .. `start + photos` of a BSDS500 split (`val`: held out) or of `content`, longest side `size`:
+    (files, images)."""
     from lossnet.io import list_images, load_image
 
-    folder = HELD_OUT.parent / split
+    # `content`: neural-style's 8 example photos, never trained on and from another source than BSDS500
+    folder = HELD_OUT.parents[2] / "content" if split == "content" else HELD_OUT.parent / split
     if not folder.is_dir():
         raise SystemExit(f"bench_fast needs the photos in {folder} (../shared/data)")
     files = list_images(folder)[start:start + photos]
@@ -199,10 +201,11 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
     relative to the photo's own (the independent check of the issue: lower = more stylised). `styles`: the
     indices of a multi-style net's styles to measure (all by default). `split`: another BSDS500 split instead of
     `val` (`train`, `test`: the photos the models were trained on, to see how much they memorise); `start`: skip
-    that many photos first (to compare training runs on photos other than the ones reported)."""
+    that many photos first (to compare training runs on photos other than the ones reported); `content`: the 8
+    photos of ../shared/data/content instead (held out too, and not BSDS500-like: what the video clips are made of)."""
     torch.set_num_threads(THREADS)
     cache.mkdir(parents=True, exist_ok=True)
-    files, images = bsds_photos(photos, size, split, start)
+    files, images = photo_set(photos, size, split, start)
     table = []
     for name in model_names:
         net, cfg, loss_net, targets = model_objective(name)
@@ -227,9 +230,9 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
                 row[start] = {n: mean_curve[n] for n in (0, *checkpoints)}
                 row[start + "_equal"] = next((i for i, v in enumerate(mean_curve) if v <= ff), None)
             table.append(row)
-    print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} "
-          f"{'held-out ' if split == 'val' else ''}BSDS500/{split} photos at {size} px, mean; Gatys L-BFGS in fp32 on "
-          "the same objective:\n")
+    source = {"val": "held-out BSDS500/val", "content": "held-out ../shared/data/content"}.get(split, f"BSDS500/{split}")
+    print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} {source} photos "
+          f"at {size} px, mean; Gatys L-BFGS in fp32 on the same objective:\n")
     if not checkpoints:  # --iters 0: the networks alone, without the slow Gatys curves
         print("| model | feed-forward | style term / photo's |\n|---|---|---|")
         for r in table:
@@ -284,7 +287,7 @@ def layers(name: str = "starry", photos: int = 2, size: int = 256, iters: int = 
     net, cfg, loss_net, targets = model_objective(name)
     grams = targets[0]
     print("| photo | image | content | " + " | ".join(cfg.style_layers) + " |\n|---|---|---|" + "---|" * len(grams))
-    for f, image in zip(*bsds_photos(photos, size)):
+    for f, image in zip(*photo_set(photos, size)):
         with torch.no_grad():
             want = loss_net(image)
             obj = fast.objective(cfg, want, grams)
@@ -312,7 +315,7 @@ def amortization(name: str = "starry", photos: int = 2, size: int = 256, steps: 
     shared, cfg, loss_net, targets = model_objective(name)
     grams, style = targets[0], fast.style_weights(shared, None)
     run = resolve("auto")
-    files, images = bsds_photos(photos, size)
+    files, images = photo_set(photos, size)
     marks = list(range(0, steps + 1, every))
     curves = {start: gatys_curves(cfg, loss_net, grams, Path(cfg.styles[0]).name, files, images, steps, cache, size,
                                   start) for start in STARTS}
@@ -400,8 +403,9 @@ if __name__ == "__main__":
         parser.add_argument("--iters", type=int, default=200,
                             help="Gatys L-BFGS iterations (checkpoints up to it); 0: the networks' objective alone")
         parser.add_argument("--styles", default=None, help="comma-separated style indices of a multi-style net")
-        parser.add_argument("--split", default="val", choices=("val", "train", "test"),
-                            help="the BSDS500 split (val: held out; train, test: trained on)")
+        parser.add_argument("--split", default="val", choices=("val", "train", "test", "content"),
+                            help="the BSDS500 split (val: held out; train, test: trained on), or content: the "
+                                 "8 photos of ../shared/data/content (held out, not from BSDS500)")
         a = parser.parse_args(sys.argv[2:])
         quality(a.models.split(","), photos=a.photos, size=a.size,
                 checkpoints=tuple(n for n in (25, 50, 100, 200, 400) if n < a.iters) + ((a.iters,) if a.iters else ()),

@@ -160,7 +160,7 @@ def measure(models=None, clips=None) -> tuple[list[dict], list[dict]]:
             for clip_name, clip in (clips or paths).items():
                 runs = {}
                 for mode, tcfg in (("per-frame", None), ("temporal", temporal.TemporalConfig())):
-                    out = out_dir / f"{clip_name}_{name}_{k}_{mode}.mp4"
+                    out = out_dir / f"{clip_name}_{Path(name).stem}_{k}_{mode}.mp4"  # a model may be a path
                     ms = stylise(net, style, clip, out, tcfg)
                     runs[mode] = out
                     if clip_name == next(iter(paths)):
@@ -231,7 +231,7 @@ def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model:
     net = fast.load_transformer(model)
     rows = {"input": clip_path}
     for mode, cfg in (("per-frame", None), ("--temporal", temporal.TemporalConfig())):
-        out = WORK / "stylised" / f"strip_{clip}_{model}_{mode.strip('-')}.mp4"
+        out = WORK / "stylised" / f"strip_{clip}_{Path(model).stem}_{mode.strip('-')}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
         # always made afresh: a video left from an earlier model or temporal default would show the old one
         video.stylize_video(net, clip_path, out, temporal=cfg, show_progress=False)
