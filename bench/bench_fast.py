@@ -29,8 +29,10 @@ from lossnet import export, fast  # noqa: E402
 from lossnet.nets.transformer import TransformerNet  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
-STYLES = Path(os.environ.get("LOSSNET_DATA", ROOT.parent / "shared" / "data")) / "styles"
-HELD_OUT = Path(os.environ.get("LOSSNET_DATA", ROOT.parent / "shared" / "data")) / "photos" / "BSDS500" / "val"
+DATA = Path(os.environ.get("LOSSNET_DATA", ROOT.parent / "shared" / "data"))
+STYLES = DATA / "styles"
+HELD_OUT = DATA / "photos" / "BSDS500" / "val"
+CONTENT_PHOTOS = DATA / "content"  # neural-style's 8 example photos: never trained on, and not from BSDS500
 
 
 def best_ms(fn, repeats: int = 5, warmup: int = 1) -> float:
@@ -182,8 +184,7 @@ def photo_set(photos: int, size: int, split: str = "val", start: int = 0) -> tup
     (files, images)."""
     from lossnet.io import list_images, load_image
 
-    # `content`: neural-style's 8 example photos, never trained on and from another source than BSDS500
-    folder = HELD_OUT.parents[2] / "content" if split == "content" else HELD_OUT.parent / split
+    folder = CONTENT_PHOTOS if split == "content" else HELD_OUT.parent / split
     if not folder.is_dir():
         raise SystemExit(f"bench_fast needs the photos in {folder} (../shared/data)")
     files = list_images(folder)[start:start + photos]
