@@ -125,7 +125,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def inference_rows(throughput: dict) -> list[str]:
     rows = []
-    nets = {"full": fast.load_transformer("starry"), "lite": fast.load_transformer("starry-lite")}
+    names = {"full": "starry", "lite": "starry-lite"}
+    nets = {arch: fast.load_transformer(name) for arch, name in names.items()}
     for arch, size, batch in (("full", 256, 1), ("full", 1024, 1), ("lite", 256, 1), ("lite", 256, 8)):
         net = nets[arch]
         x = torch.rand(batch, 3, size, size)
@@ -140,7 +141,7 @@ def inference_rows(throughput: dict) -> list[str]:
         rows.append(f"| {arch} | {size}x{size} | {batch} | {gflop:.1f} | " + " | ".join(cells) + " |")
     rows.append("")
     rows.append("bf16 output against fp32 output, scikit-image's astronaut at 512 px: "
-                + ", ".join(f"`{name}` **{model_psnr(name)[0]:.1f} dB** PSNR" for name in ("starry", "starry-lite"))
+                + ", ".join(f"`{names[arch]}` **{model_psnr(net)[0]:.1f} dB** PSNR" for arch, net in nets.items())
                 + " (goal >= 40 dB)")
     return rows
 
@@ -179,8 +180,9 @@ def section() -> str:
     return "\n".join(lines)
 
 
-def model_psnr(name: str, size: int = 512) -> list[float]:
-    """PSNR of a model's bf16 output against its fp32 output on the astronaut at `size` px, one per style."""
+def model_psnr(name: str | fast.TransformerNet, size: int = 512) -> list[float]:
+    """PSNR of a model's bf16 output against its fp32 output on the astronaut at `size` px, one per style (`name`: a
+    bundled name, a file, or a loaded network)."""
     from lossnet.io import bundled_photo
     net, photo = fast.load_transformer(name), bundled_photo("astronaut", size)
     with torch.inference_mode():
