@@ -3,6 +3,8 @@
     python bench/bench_fast.py            # speed table (markdown): ms/image, FLOP bound, ONNX, tiles, lite
     python bench/bench_fast.py quality [MODELS [SIZE]] [--photos N] [--iters N] [--styles K,K] [--split S] [--start N]
         # the network's objective vs Gatys from the photo and noise (--styles: those styles of a multi-style net)
+    python bench/bench_fast.py paint [MODELS] [--sizes 256,512] [--photos N] [--split S] [--sheet FILE] [--gatys N]
+        # painting distance and content distance (lossnet.metrics.PaintingScore), independent of any objective
     python bench/bench_fast.py layers [MODEL]   # per-layer errors: the photo, the network, Gatys 200 it (one style)
     python bench/bench_fast.py amortization [MODEL] [--photos N] [--steps N]
         # the network fine-tuned on each held-out photo alone: what its architecture can reach for one photo
@@ -77,9 +79,9 @@ def conv_throughput() -> float:
     return flops / ms / 1e6
 
 
-def peak_memory_tiled(arch: str = "full", size=(2160, 3840)) -> tuple[float, float]:
-    """(peak RSS in GB, seconds) of stylising a size[0] x size[1] image with tiles, in a fresh process
-    (an untrained network of the same shape: weights change neither memory nor time)."""
+def peak_memory_tiled(arch: str = "full", size=(2160, 3840), max_memory: float = 1.0) -> tuple[float, float]:
+    """(peak RSS in GB, seconds) of stylising a size[0] x size[1] image in tiles (`max_memory` GiB for the pass),
+    in a fresh process (an untrained network of the same shape: weights change neither memory nor time)."""
     code = f"""
 import resource, time, torch
 torch.set_num_threads({THREADS})
@@ -88,7 +90,7 @@ from lossnet.nets.transformer import TransformerNet
 net = TransformerNet(arch={arch!r}).eval()
 x = torch.rand(1, 3, {size[0]}, {size[1]})
 t = time.time()
-y = fast.apply(net, x)
+y = fast.apply(net, x, max_memory={max_memory})
 print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -153,8 +155,8 @@ def main(argv=None) -> None:
           f"faster** in torch eager ({eager:.0f} ms), **{gatys * 300 / ort:.0f}x** in ONNX Runtime ({ort:.0f} ms) "
           f"(paper, GPU: 636x)")
     gb, seconds = peak_memory_tiled("full")
-    print(f"\n3840x2160 through the full net in tiles (768 px, 64 px overlap, statistics from a 2 MP copy): "
-          f"peak memory {gb:.2f} GB (goal <= 4 GB), {seconds:.0f} s")
+    print(f"\n3840x2160 through the full net in tiles (`--max-memory 1`: tiles as large as 1 GiB allows, 64 px "
+          f"of context each, statistics from a 2 MP copy): peak memory {gb:.2f} GB, {seconds:.0f} s")
 
 
 # ----------------------------------------------------------------------------- quality vs Gatys
@@ -349,6 +351,70 @@ def amortization(name: str = "starry", photos: int = 2, size: int = 256, steps: 
             print(f"| {f.name}: Gatys from {label} | " + " | ".join(f"{curves[start][f.name][m]:.3f}" for m in marks) + " |")
 
 
+def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str = "content",
+          sheet: Path | None = None, gatys: int = 0) -> None:
+    """Rank style networks trained on different objectives by one measure that none of them trained on
+    (`lossnet.metrics.PaintingScore`): painting distance (1.0 = as far from the painting as the photo, lower is
+    closer; the painting's best scale counts) and content distance (relu4_1 against the photo; 0 = the photo).
+    `gatys`: also Gatys from the photo for that many L-BFGS iterations on the first model's objective, as a
+    reference row. `sheet`: a JPEG of every model's output on the first 3 photos at the first size."""
+    from lossnet.io import load_image, save_image
+    from lossnet.metrics import PAINTING_SCALES, PaintingScore
+    from lossnet.optimize import LoopConfig, optimize_pixels
+
+    torch.set_num_threads(THREADS)
+    rows, pictures, scores = {}, {}, {}
+    for size in sizes:
+        files, images = photo_set(photos, size, split)
+        pictures.setdefault("photo", images[:3])
+        for name in model_names:
+            net, cfg, loss_net, targets = model_objective(name)
+            for k, grams in enumerate(targets):
+                painting = Path(cfg.styles[k])
+                if painting not in scores:
+                    scores[painting] = PaintingScore(load_image(painting))
+                score = scores[painting]
+                stem = Path(name).parent.name if Path(name).name == "model.safetensors" else Path(name).stem  # a run folder's
+                label = stem if net.n_styles == 1 else f"{stem} [{painting.stem}]"
+                outs = {}
+                outs[label] = [fast.apply(net, im, fast.style_weights(net, k if net.n_styles > 1 else None),
+                                          precision="fp32") for im in images]
+                if gatys and name == model_names[0]:
+                    loop = LoopConfig(iters=gatys, progress=False, precision="fp32")
+                    with torch.no_grad():
+                        objs = [fast.objective(cfg, loss_net(im), grams) for im in images]
+                    outs[f"Gatys {gatys} it [{stem}'s objective]"] = [
+                        optimize_pixels(o, loss_net, im, loop)[0] for o, im in zip(objs, images)]
+                for lab, out in outs.items():
+                    row = rows.setdefault(lab, {})
+                    row[size] = (sum(score.painting_distance(o, im) for o, im in zip(out, images)) / len(images),
+                                 sum(score.content_distance(o, im) for o, im in zip(out, images)) / len(images))
+                    if size == sizes[0]:
+                        pictures[lab] = out[:3]
+    source = {"val": "held-out BSDS500/val", "content": "held-out ../shared/data/content"}.get(split, split)
+    print(f"Painting distance (Gram at relu1_1..relu4_1 against the painting at its best of "
+          f"{'/'.join(map(str, PAINTING_SCALES))} px, over the photo's own; lower is closer) and content "
+          f"distance (relu4_1 against the photo) on {photos} {source} photos, mean:\n")
+    print("| model | " + " | ".join(f"painting {s} px | content {s} px" for s in sizes) + " |")
+    print("|---|" + "---|---|" * len(sizes))
+    for lab, row in rows.items():
+        print(f"| {lab} | " + " | ".join(f"{row[s][0]:.3f} | {row[s][1]:.3f}" for s in sizes) + " |")
+    if sheet:
+        side = sizes[0]
+        tiles = []
+        for lab, outs in pictures.items():
+            tiles.append(torch.cat([centred(o.clamp(0, 1), side) for o in outs], -1))
+        save_image(torch.cat(tiles, -2), sheet)
+        print(f"\nsheet: {sheet} (rows: {', '.join(pictures)})")
+
+
+def centred(image: torch.Tensor, side: int) -> torch.Tensor:
+    """`image` centred on a side x side white square (sheets of photos of several shapes)."""
+    h, w = image.shape[-2:]
+    top, left = (side - h) // 2, (side - w) // 2
+    return torch.nn.functional.pad(image, (left, side - w - left, top, side - h - top), value=1.0)
+
+
 # ----------------------------------------------------------------------------- gallery
 def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
     """Each bundled model on scikit-image's astronaut, chelsea and coffee (public domain / CC0), plus a blend
@@ -394,6 +460,17 @@ if __name__ == "__main__":
         parser.add_argument("--steps", type=int, default=200, help="fine-tuning steps per photo (Gatys is cached to 200)")
         a = parser.parse_args(sys.argv[2:])
         amortization(a.model, photos=a.photos, steps=a.steps)
+    elif sys.argv[1:2] == ["paint"]:
+        import argparse
+        parser = argparse.ArgumentParser(prog="bench_fast.py paint")
+        parser.add_argument("models", nargs="?", default="starry", help="comma-separated names or paths")
+        parser.add_argument("--sizes", default="256,512", help="longest sides of the photos, comma-separated")
+        parser.add_argument("--photos", type=int, default=8)
+        parser.add_argument("--split", default="content", choices=("val", "content"))
+        parser.add_argument("--sheet", type=Path, default=None, help="write a JPEG sheet of the outputs here")
+        parser.add_argument("--gatys", type=int, default=0, help="a Gatys reference row: L-BFGS iterations")
+        a = parser.parse_args(sys.argv[2:])
+        paint(a.models.split(","), tuple(int(x) for x in a.sizes.split(",")), a.photos, a.split, a.sheet, a.gatys)
     elif sys.argv[1:2] == ["quality"]:
         import argparse
         parser = argparse.ArgumentParser(prog="bench_fast.py quality")

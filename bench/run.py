@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ["core", "viz", "fast", "sr", "precision", "studio", "video"]  # bench/bench_<name>.py
+BENCHES = ["core", "viz", "fast", "big", "sr", "precision", "studio", "video"]  # bench/bench_<name>.py
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"

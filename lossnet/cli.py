@@ -72,28 +72,18 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def ints(text: str) -> list[int]:
-    values = floats(text)
-    if any(v != int(v) or v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return [int(v) for v in values]
-
-
 def names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def _bounded(convert, holds, must: str, name: str):
-    """An argparse type: `convert(text)`, refused unless `holds(value)` ("must be MUST, got TEXT")."""
+    """An argparse type: `convert(text)`, refused unless `holds(value)` ("must be MUST, got TEXT"). Every number
+    option of every command goes through one of these, so NaN and infinity never pass where a number is meant."""
     def parse(text: str):
-        value = convert(text)
+        try:
+            value = convert(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"must be {must}, got {text!r}") from None
         if not holds(value):
             raise argparse.ArgumentTypeError(f"must be {must}, got {text}")
         return value
@@ -101,14 +91,43 @@ def _bounded(convert, holds, must: str, name: str):
     return parse
 
 
-nonneg = _bounded(float, lambda v: v >= 0, ">= 0", "nonneg")  # NaN is refused: it is not >= 0
-positive = _bounded(float, lambda v: 0 < v < float("inf"), "> 0", "positive")
+def _listed(element, must: str, name: str):
+    """An argparse type for comma-separated values, each parsed and checked by the argparse type `element`."""
+    def parse(text: str):
+        parts = [v.strip() for v in text.split(",") if v.strip()]
+        try:
+            values = [element(v) for v in parts]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {must}, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {must}, got {text!r}")
+        return values
+    parse.__name__ = name
+    return parse
+
+
+INF = float("inf")
+finite = _bounded(float, lambda v: -INF < v < INF, "a finite number", "finite")
+nonneg = _bounded(float, lambda v: 0 <= v < INF, ">= 0 and finite", "nonneg")
+positive = _bounded(float, lambda v: 0 < v < INF, "> 0 and finite", "positive")
 positive_int = _bounded(int, lambda v: v >= 1, ">= 1", "positive_int")
 nonneg_int = _bounded(int, lambda v: v >= 0, ">= 0", "nonneg_int")
 fraction = _bounded(float, lambda v: 0 <= v < 1, "in [0, 1)", "fraction")  # Adam's beta1
 unit_interval = _bounded(float, lambda v: 0 <= v <= 1, "in [0, 1]", "unit_interval")  # a blend strength
 # 0 (never tile) or a tile side of at least 32 pixels (smaller tiles are all overlap and padding)
 tile_side = _bounded(int, lambda v: v == 0 or v >= 32, "0 (no tiles) or at least 32", "tile_side")
+floats = _listed(nonneg, "non-negative finite numbers", "floats")  # weights: of styles, of layers, of a blend
+ints = _listed(positive_int, "positive integers", "ints")  # sizes and iteration counts
+
+
+def add_tile_args(p, overlap: int, what: str = "") -> None:
+    """--tile, --overlap and --max-memory: an image runs whole when it fits in memory, in tiles otherwise."""
+    p.add_argument("--tile", type=tile_side, default=None,
+                   help=f"{what}tile side (default: tiles only when the image does not fit in memory, as large as "
+                        "fit; 0: never tile)")
+    p.add_argument("--overlap", type=nonneg_int, default=overlap, help=f"{what}tile overlap in pixels, feather-blended")
+    p.add_argument("--max-memory", type=positive, metavar="GIB",
+                   help="memory one pass may use, in GiB (default: half of what is available)")
 
 
 def add_network_args(p: argparse.ArgumentParser) -> None:
@@ -143,7 +162,7 @@ def _type_of(hint, meta: dict):
     if hint is int:
         return {1: positive_int, 0: nonneg_int}.get(meta.get("minimum"), int)
     if hint is float:
-        return nonneg if meta.get("minimum") == 0 else float
+        return nonneg if meta.get("minimum") == 0 else finite
     return None
 
 

@@ -35,6 +35,7 @@ from .registry import Kind, init_from_option, loss_network_option, loss_weights_
 from .style import blended_grams, check_weights, objective
 from .train import Task, TrainConfig, seeded
 
+MAX_STYLE_SIZE = 1024  # --style-size 0: the painting as it is, up to this longest side
 JOHNSON_CONTENT_LAYERS = ("relu2_2",)  # the paper's (VGG16)
 JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
@@ -47,6 +48,9 @@ class FastStyleConfig:
                                  repeat=True, required=True, path=True)
     arch: str = option("full", "full (the paper's network) or lite (real time on a CPU)", choices=tuple(ARCHS))
     norm: str = option("instance", "instance norm (the paper's) or batch norm", choices=("instance", "batch"))
+    global_skip: bool = option(True, "the network outputs the photo plus a learned change (--no-global-skip: it "
+                                     "renders the whole image, as the paper's and pytorch/examples' networks do; "
+                                     "a network trained from scratch)")
     residual_blocks: int | None = option(None, "residual blocks (default: the arch's, full 5, lite 3); with "
                                                "--init-from, up to twice the model's: its last blocks are each split "
                                                "into two half steps, so training starts near what it paints", minimum=1)
@@ -56,7 +60,8 @@ class FastStyleConfig:
     content_weight: float = option(1.0, "weight of the content term", minimum=0)
     style_weight: float = option(10.0, "weight of the style term", minimum=0)
     tv_weight: float = option(1.0, "weight of the total-variation term", minimum=0)
-    style_size: int = option(256, "style image's longest side for its Grams", minimum=1)
+    style_size: int = option(256, "style image's longest side for its Grams; strokes grow with it (0: the "
+                                  f"painting's own size, at most {MAX_STYLE_SIZE})", minimum=0)
     crop: int = option(256, "training crop side", minimum=1)
     batch_size: int = option(4, "the global batch: under torchrun each process takes batch-size / processes of it",
                              minimum=1)
@@ -96,7 +101,10 @@ def loss_network(cfg: FastStyleConfig, quiet: bool = False) -> LossNetwork:
 def load_styles(cfg: FastStyleConfig) -> list[torch.Tensor]:
     if not cfg.styles:
         raise ConfigError("styles", "at least one style image is needed")
-    return [load_image(s, cfg.style_size) for s in cfg.styles]
+    if cfg.style_size:
+        return [load_image(s, cfg.style_size) for s in cfg.styles]
+    styles = [load_image(s) for s in cfg.styles]
+    return [resize_longest(s, MAX_STYLE_SIZE) if max(s.shape[-2:]) > MAX_STYLE_SIZE else s for s in styles]
 
 
 # ----------------------------------------------------------------------------- training
@@ -111,6 +119,8 @@ class FastStyleTask(Task):
             raise ConfigError("arch", f"unknown {cfg.arch!r}: choose {', '.join(ARCHS)}")
         if cfg.distill_weight > 0 and not cfg.teacher:
             raise ConfigError("distill_weight", "needs a teacher model to distil from")
+        if cfg.crop < MIN_SIDE:  # two stride-2 stages under 3x3 reflection padding, and VGG's pooling to relu4
+            raise ConfigError("crop", f"{cfg.crop} px crops are too small for the style network: at least {MIN_SIDE}")
         self.cfg = cfg
         # the whole photo can be seen, at several scales, mirrored or not
         crops = photo_crops(cfg.data, cfg.crop, zoom=True, flip=True)
@@ -119,6 +129,9 @@ class FastStyleTask(Task):
             generator = load_transformer(cfg.init_from).train()
             if generator.n_styles == 1 and len(cfg.styles) > 1:  # every style starts as the trained one
                 generator = generator.with_styles(len(cfg.styles))
+            if generator.global_skip != cfg.global_skip:
+                raise ConfigError("global_skip", f"{cfg.init_from} was trained {'with' if generator.global_skip else 'without'}"
+                                                 " the global skip: give the same setting, or train from scratch")
             if generator.n_styles != len(cfg.styles):
                 raise ConfigError("init_from", f"{cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}"
                                                " (a one-style model can start a network of any number of styles)")
@@ -131,7 +144,8 @@ class FastStyleTask(Task):
             if cfg.train_only == "norms":
                 raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
             with seeded(cfg.train.seed):
-                generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch, n_residual=cfg.residual_blocks)
+                generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch, n_residual=cfg.residual_blocks,
+                                           global_skip=cfg.global_skip)
         if cfg.train_only == "norms":  # Adam skips the frozen parameters (they get no gradient)
             generator.requires_grad_(False)
             for module in generator.modules():
@@ -300,7 +314,8 @@ def _norms(net: TransformerNet) -> list[CondInstanceNorm]:
 def _global_stats(net: TransformerNet, image: torch.Tensor, style, stats_pixels: int) -> None:
     """Fix every instance norm's statistics to those of the whole image (downscaled to `stats_pixels`)."""
     h, w = image.shape[-2:]
-    small = resize_longest(image, max(16, int(max(h, w) * min(1.0, math.sqrt(stats_pixels / (h * w))))))
+    side = max(16, int(max(h, w) * min(1.0, math.sqrt(stats_pixels / (h * w)))))
+    small = image if side >= max(h, w) else resize_longest(image, side)
     norms = _norms(net)
     for m in norms:
         m.record, m.stats = [], None
@@ -312,12 +327,17 @@ def _global_stats(net: TransformerNet, image: torch.Tensor, style, stats_pixels:
 
 
 @torch.no_grad()
-def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768, overlap: int = 64,
-          stats_pixels: int = 2_000_000, original_colors: bool = False, precision="auto") -> torch.Tensor:
-    """Stylise (N, 3, H, W) in [0, 1]. Images over tile x tile pixels go through in overlapping tiles,
-    feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded memory).
+def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int | None = None, overlap: int = 64,
+          stats_pixels: int = 2_000_000, original_colors: bool = False, precision="auto",
+          max_memory: float | None = None) -> torch.Tensor:
+    """Stylise (N, 3, H, W) in [0, 1]. An image runs whole when it fits in memory (`lossnet.tiling.auto_tile`:
+    `max_memory` GiB, or half of what is available); a larger one goes through in overlapping tiles as large as
+    fit, feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded
+    memory). `tile`: None decides from memory, 0 never tiles, N tiles of at most N pixels a side.
     `original_colors` keeps the input's colours (its chrominance, with the result's luminance); `precision`:
     a `lossnet.precision` name or Precision (auto: bf16 where the hardware is fast at it)."""
+    from .tiling import auto_tile, tiled
+
     device = next(net.parameters()).device
     h, w = image.shape[-2:]
     if min(h, w) < MIN_SIDE:  # two stride-2 stages and 9x9 reflection padding need some pixels to work on
@@ -330,17 +350,22 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int = 768,
     def forward(x, s):
         with run.autocast():
             return net(x.to(device), s).float().cpu()
-    if tile <= 0 or h * w <= tile * tile:
+    def fits(x, s) -> int:
+        return auto_tile(net, lambda y: forward(y, s), x, tile, max_memory, key=run.name)
+    if fits(image, style if style is None or style.dim() == 1 else style[:1]) == 0:
         out = forward(image, style)
-    else:  # tiles (lossnet.tiling), all normalised with the whole image's statistics
-        from .tiling import tiled
+    else:  # one image at a time, whole or in tiles (lossnet.tiling) normalised with the whole image's statistics
         pieces, norms = [], _norms(net)
         for i in range(image.shape[0]):
             s_i = style[i:i + 1] if style is not None and style.dim() == 2 else style
+            side = fits(image[i:i + 1], s_i)
+            if side == 0:
+                pieces.append(forward(image[i:i + 1], s_i))
+                continue
             with run.autocast():
                 _global_stats(net, image[i:i + 1].to(device), s_i, stats_pixels)
             try:
-                pieces.append(tiled(lambda x: forward(x, s_i), image[i:i + 1], tile, overlap))
+                pieces.append(tiled(lambda x: forward(x, s_i), image[i:i + 1], side, overlap, align=4))
             finally:
                 for m in norms:
                     m.stats = None

@@ -7,6 +7,11 @@ averaged over the window positions that lie fully inside the image, then over ch
 `sr_scores` is the usual SR protocol: 8-bit output, Y channel (BT.601, as MATLAB's rgb2ycbcr), `scale`
 pixels of border cropped, plus `gradient_energy` (sharpness against HR, which PSNR does not show). Everything
 is computed in float64 and returned as Python floats.
+
+`PaintingScore` judges stylised images by a measure that no training objective in lossnet uses, so that runs
+trained on different objectives can be ranked: the painting distance (Gram distance to the painting, taken at
+several scales of the painting, the best scale counting, relative to the photo's own) and the content distance
+(a deep layer's feature distance to the photo).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LossnetError
+from .objectives import gram_matrix, relative_mse
 
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
@@ -102,3 +108,56 @@ def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int, quantize: bool = T
     return {"psnr": sum(psnr(s, h) for s, h in pairs) / len(pairs),
             "ssim": sum(ssim(s, h) for s, h in pairs) / len(pairs),
             "gradient_energy": sum(gradient_energy(s, h) for s, h in pairs) / len(pairs)}
+
+
+# The first ReLU of each block: none of the training objectives' default layers (relu1_2, relu2_2, relu3_3,
+# relu4_3), so a run that chose its own layers is not judged on them.
+PAINTING_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+CONTENT_LAYER = "relu4_1"
+# Stroke size follows the scale at which a painting's Grams are taken: an output that paints the strokes of
+# the painting at 512 px is as much a painting as one that paints them at 256 px.
+PAINTING_SCALES = (256, 384, 512, 768, 1024)
+
+
+class PaintingScore:
+    """How much an image looks like `painting`, and how much of `photo` it keeps.
+
+        score = PaintingScore(painting)
+        score.painting_distance(output, photo)   # 1.0: as far from the painting as the photo; lower is closer
+        score.content_distance(output, photo)    # 0.0: the photo's deep features exactly; higher lost more
+
+    The painting's Grams are taken with its longest side at each of `PAINTING_SCALES` up to its own size; an
+    image's Gram distance is the best over those scales of the mean relative squared error over
+    `PAINTING_LAYERS`. `net` is a `features.LossNetwork` with those taps (the default VGG16 when None)."""
+
+    def __init__(self, painting: torch.Tensor, net=None):
+        from .features import LossNetwork
+        from .io import resize_longest
+
+        self.net = net or LossNetwork(list(PAINTING_LAYERS), quiet=True)
+        longest = max(painting.shape[-2:])
+        scales = [s for s in PAINTING_SCALES if s <= longest] or [longest]
+        with torch.no_grad():
+            self.grams = [{k: gram_matrix(v) for k, v in self._features(resize_longest(painting, s)).items()
+                           if k in PAINTING_LAYERS} for s in scales]
+        self.scales = scales
+
+    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
+            return self.net(image.float().clamp(0, 1))
+
+    def gram_distance(self, image: torch.Tensor) -> float:
+        """The best over the painting's scales of the mean relative Gram error over the layers."""
+        feats = self._features(image)
+        grams = {k: gram_matrix(feats[k]) for k in PAINTING_LAYERS}
+        return min(sum(relative_mse(grams[k], target[k]).item() for k in PAINTING_LAYERS) / len(PAINTING_LAYERS)
+                   for target in self.grams)
+
+    def painting_distance(self, image: torch.Tensor, photo: torch.Tensor) -> float:
+        """`image`'s Gram distance to the painting over `photo`'s: 1.0 as far as the photo, 0.0 the painting's."""
+        return self.gram_distance(image) / max(self.gram_distance(photo), 1e-12)
+
+    def content_distance(self, image: torch.Tensor, photo: torch.Tensor) -> float:
+        """Relative squared error of `image`'s relu4_1 features against `photo`'s (0.0: the photo's)."""
+        _check_pair(image, photo)
+        return relative_mse(self._features(image)[CONTENT_LAYER], self._features(photo)[CONTENT_LAYER]).item()

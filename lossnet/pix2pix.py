@@ -114,6 +114,30 @@ class Pix2PixTask(Task):
         if cfg.gan_mode != "none":
             self.discriminator = define_discriminator(cfg.netD, input_nc=6, ndf=cfg.ndf, n_layers=cfg.n_layers_D,
                                                       norm=cfg.norm, generator=torch.Generator().manual_seed(seed + 1))
+        side = cfg.crop_size or cfg.load_size
+        if side:
+            self._check_side(side)
+
+    def _check_side(self, side: int) -> None:
+        """Refuse, before the run starts, a training size the networks cannot take (one forward pass of each)."""
+        flag = "crop_size" if self.cfg.crop_size else "load_size"
+        networks = [m for m in (self.generator, self.discriminator) if m is not None]
+        try:
+            with torch.no_grad():
+                for m in networks:
+                    m.eval()
+                x = torch.zeros(1, 3, side, side)
+                y = self.generator(x)
+                if self.discriminator is not None:
+                    self.discriminator(torch.cat([x, y], 1))
+        except LossnetError as e:
+            raise ConfigError(flag, f"{side} px: {e}") from None
+        except RuntimeError:
+            raise ConfigError(flag, f"{side} px training images are too small for {self.cfg.netG} and the "
+                                    f"{self.cfg.netD} discriminator") from None
+        finally:
+            for m in networks:
+                m.train()
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         a, b = self.batches(step)

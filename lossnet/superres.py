@@ -32,7 +32,7 @@ from .io import IMAGE_SUFFIXES, load_image, picture
 from .nets.srnet import SRNet
 from .precision import announce, resolve as resolve_precision
 from .registry import Kind, init_from_option, loss_network_option, loss_weights_option, option
-from .tiling import tiled
+from .tiling import auto_tile, tiled
 from .train import Task, TrainConfig, seeded
 
 LOSSES = ("feature", "pixel", "feature+pixel")
@@ -177,9 +177,10 @@ def bicubic(image: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def upscale(net: SRNet | None, image: torch.Tensor, scale: int | None = None, tile: int = 256,
-            overlap: int = 16, precision="auto") -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> exactly (N, 3, scale*H, scale*W); `net=None` is bicubic. `precision` as in
+def upscale(net: SRNet | None, image: torch.Tensor, scale: int | None = None, tile: int | None = None,
+            overlap: int = 16, precision="auto", max_memory: float | None = None) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> exactly (N, 3, scale*H, scale*W); `net=None` is bicubic. The input runs whole
+    when it fits in memory, else in tiles (`tile`, `max_memory`: as in `lossnet.fast.apply`). `precision` as in
     `lossnet.precision` (auto: bf16 where the hardware is fast at it)."""
     h, w = image.shape[-2:]
     factor = net.upscale if net is not None else scale or 4
@@ -197,7 +198,8 @@ def upscale(net: SRNet | None, image: torch.Tensor, scale: int | None = None, ti
     def forward(x):
         with run.autocast():
             return net(x.to(device)).float().cpu()
-    return picture(tiled(forward, image, tile, overlap, net.upscale).clamp(0, 1))
+    side = auto_tile(net, forward, image, tile, max_memory, key=run.name)
+    return picture(tiled(forward, image, side, overlap, net.upscale).clamp(0, 1))
 
 
 # ----------------------------------------------------------------------------- evaluation

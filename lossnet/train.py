@@ -218,10 +218,32 @@ def train(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool = Fals
     run_dir = Path(run_dir)
     ddp = Distributed.from_env(cfg.device)
     device = ddp.device(cfg.device)
+    before, steps = _existing(run_dir), []
     try:
-        return _train(task, run_dir, cfg, resume, on_checkpoint, ddp, device)
+        return _train(task, run_dir, cfg, resume, on_checkpoint, ddp, device, steps)
+    except BaseException:
+        if ddp.main and not steps:  # nothing ran: leave nothing this run made (its log and checkpoint stay)
+            _remove_new(run_dir, before)
+        raise
     finally:
         ddp.close()
+
+
+def _existing(run_dir: Path) -> set[Path]:
+    """Every path of the run folder, and every folder above it, that exists now."""
+    return {p for p in (run_dir, *run_dir.parents) if p.exists()} | (set(run_dir.rglob("*")) if run_dir.is_dir() else set())
+
+
+def _remove_new(run_dir: Path, before: set[Path]) -> None:
+    """Remove what a run that failed before its first step made: the run folder's new files and folders, and
+    the folders above it that it created."""
+    made = ((set(run_dir.rglob("*")) if run_dir.is_dir() else set())
+            | {p for p in (run_dir, *run_dir.parents) if p.exists()}) - before
+    for path in sorted(made, key=lambda p: len(p.parts), reverse=True):  # files and inner folders first
+        try:
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        except OSError:  # something else was put there meanwhile: leave it
+            pass
 
 
 def train_to_file(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: bool,
@@ -238,7 +260,8 @@ def train_to_file(task: Task, run_dir: str | Path, cfg: TrainConfig, resume: boo
 
 
 def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, ddp: Distributed,
-           device: str) -> list[dict]:
+           device: str, steps: list[int]) -> list[dict]:
+    """The loop of `train`; `steps` gets each step this call completes."""
     if ddp.main:
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.safetensors"
@@ -298,6 +321,7 @@ def _train(task, run_dir: Path, cfg: TrainConfig, resume: bool, on_checkpoint, d
             check_finite(g_terms, f"at step {step}", "generator")
             row = ({"d_total": sum(d_terms.values())} if d_terms else {}) | {"total": sum(g_terms.values())} | terms
             step += 1
+            steps.append(step)
             rows.append({"step": step, "seconds": round(time.time() - start, 2), "lr": cfg.lr * cfg.lr_factor(step - 1), **row})
             bar.update(1, row)
             if not ddp.main:

@@ -115,7 +115,7 @@ def test_unwritable_output_folder(capsys, bad, tmp_path, astronaut_png, style_pn
 STYLIZE_ERRORS = {
     "unknown style layer": (["--style-layers", "relu1_1,relu3_33"], "unknown layer 'relu3_33' for vgg16 (did you mean relu3_3"),
     "unknown content layer": (["--content-layers", "relu4_22"], "did you mean relu4_2"),
-    "negative style weight": (["--style-weight", "-1"], "argument --style-weight: must be >= 0, got -1"),
+    "negative style weight": (["--style-weight", "-1"], "argument --style-weight: must be >= 0 and finite, got -1"),
     "negative content weight": (["--content-weight", "-0.5"], "must be >= 0"),
     "negative tv weight": (["--tv-weight", "-1"], "must be >= 0"),
     "nan style weight": (["--style-weight", "nan"], "must be >= 0"),

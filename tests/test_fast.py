@@ -252,6 +252,73 @@ def test_pure_distillation_needs_no_loss_network_and_approaches_the_teacher(phot
     assert gap() < 0.9 * before  # a tiny student, 60 noisy steps: the gap to the teacher shrinks
 
 
+def test_without_the_global_skip_the_network_renders_the_whole_image_and_says_so_in_its_file(photos, tmp_path):
+    from lossnet.cli import build_parser
+    args = build_parser().parse_args(["train-style", "--style", "s.png", "--data", "d", "-o", "m.safetensors",
+                                      "--no-global-skip"])
+    assert args.global_skip is False
+    path = tmp_path / "noskip.safetensors"
+    cfg = fast.FastStyleConfig(styles=[str(photos / "1.png")], data=[str(photos)], crop=32, batch_size=2,
+                               global_skip=False, arch="lite",
+                               train=TrainConfig(iters=2, progress=False, sample_every=0, checkpoint_every=0))
+    fast.train_style(cfg, path)
+    net = fast.load_transformer(path)
+    assert net.global_skip is False
+    x = photo("astronaut", 48)
+    with torch.no_grad():
+        skip_free = net(x)
+        net.up[-1].conv.weight.zero_()
+        net.up[-1].conv.bias.zero_()
+        assert net(x).abs().max() == 0  # the last conv is the whole image, not a change to the photo
+    assert (skip_free - x).abs().mean() > 0.1
+
+
+@pytest.mark.parametrize("style_size, longest", [(64, 64), (0, 600), (0, fast.MAX_STYLE_SIZE)])
+def test_the_style_image_is_taken_at_its_size_or_its_own_up_to_the_cap(tmp_path, style_size, longest):
+    painting = tmp_path / "p.png"
+    side = 600 if longest == 600 else 1300
+    save_image(photo("coffee", side), painting)
+    styles = fast.load_styles(fast.FastStyleConfig(styles=[str(painting)], data=[], style_size=style_size))
+    assert max(styles[0].shape[-2:]) == longest
+
+
+def test_a_tiny_network_trained_from_scratch_comes_closer_to_the_painting(photos, tmp_path):
+    from lossnet.metrics import PaintingScore
+    from lossnet.procedural import make_style
+    painting = tmp_path / "swirls.png"
+    save_image(make_style("swirls", 64, seed=0), painting)
+    cfg = fast.FastStyleConfig(styles=[str(painting)], data=[str(photos)], crop=32, batch_size=2, style_size=64,
+                               global_skip=False, style_weight=20,
+                               train=TrainConfig(iters=80, lr=1e-2, progress=False, sample_every=0, checkpoint_every=0))
+    torch.manual_seed(0)
+    task = fast.FastStyleTask(cfg, TransformerNet(global_skip=False, **TINY), quiet=True)
+    score = PaintingScore(make_style("swirls", 64, seed=0))
+    x = photo("chelsea", 64)
+
+    def distance():
+        return score.painting_distance(fast.apply(task.generator.eval(), x, precision="fp32"), x)
+    before = distance()
+    train(task, tmp_path / "run", cfg.train)
+    assert distance() < 0.8 * before  # measured: 1.38 -> 0.97 (the photo itself: 1.0)
+
+
+def test_lossnets_trainer_agrees_with_a_plain_reference_loop_on_the_same_batches(photos):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from plain import reference_train
+    from lossnet.procedural import make_style
+    painting = photos.parent / "mosaic.png"
+    save_image(make_style("mosaic", 64, seed=1), painting)
+    cfg = fast.FastStyleConfig(styles=[str(painting)], data=[str(photos)], crop=32, batch_size=2, style_size=64,
+                               style_weight=20)
+    ours, plain = reference_train(cfg, steps=4)
+    assert len(ours) == len(plain) == 4
+    for a, b in zip(ours, plain):
+        assert abs(a - b) <= 0.02 * b, (ours, plain)
+    assert plain[-1] < plain[0]  # and both train
+
+
 def test_model_file_round_trip_in_fp16(tmp_path):
     net = tiny(2)
     path = fast.save_transformer(net, tmp_path / "m.safetensors", {"styles": ["a.jpg", "b.jpg"]})
@@ -262,12 +329,49 @@ def test_model_file_round_trip_in_fp16(tmp_path):
         assert (back(x) - net(x)).abs().max() < 1e-2
 
 
-def test_tiles_agree_with_the_whole_image():
-    net, x = tiny(), torch.rand(1, 3, 100, 140)  # 2 x 3 tiles; instance-norm statistics of the whole image
-    whole = fast.apply(net, x, tile=0)
-    tiled = fast.apply(net, x, tile=80, overlap=32, stats_pixels=10**6)
+def test_tiles_agree_with_the_whole_image_within_one_level():
+    from lossnet.io import bundled_photo
+    net, x = tiny(), bundled_photo("astronaut", 200)[..., :, :150]  # 3 x 2 tiles, a real photo
+    whole = fast.apply(net, x, tile=0, precision="fp32")
+    tiled = fast.apply(net, x, tile=96, overlap=64, precision="fp32")
     assert tiled.shape == whole.shape
-    assert (tiled - whole).abs().mean() < 0.02
+    assert (tiled - whole).abs().max() <= 1 / 255
+
+
+def test_an_image_that_fits_in_memory_runs_whole_and_one_that_does_not_in_the_largest_tiles_that_fit():
+    from lossnet import tiling
+    net, x = tiny(), torch.rand(1, 3, 64, 64)
+    run = lambda y: fast.apply(net, y, tile=0, precision="fp32")  # noqa: E731
+    per_pixel, fixed = tiling.bytes_per_pixel(run)
+    assert 12 < per_pixel < 2000  # measured 44: the 4-channel activations at full size, the output
+    assert tiling.auto_tile(net, run, x, key="t") == 0  # a few MB against the machine's memory
+    big = torch.empty(1, 3, 3000, 4000)
+    budget = 0.05  # GiB: far less than the image needs
+    side = tiling.auto_tile(net, run, big, max_memory=budget, key="t")
+    assert side % 32 == 0 and tiling.MIN_TILE <= side < 3000
+    assert side ** 2 * per_pixel + fixed <= budget * 2 ** 30 < (side + 32) ** 2 * per_pixel + fixed
+    assert tiling.auto_tile(net, run, big, tile=300, max_memory=budget, key="t") == min(side, 300)  # --tile caps it
+    assert tiling.auto_tile(net, run, big, tile=0, max_memory=budget, key="t") == 0  # --tile 0: never
+
+
+def test_peak_memory_is_measured_from_the_tensors_a_pass_holds():
+    from lossnet import tiling
+    small = tiling.peak_bytes(lambda y: (y * 2).sum(), torch.rand(1, 3, 100, 100))
+    large = tiling.peak_bytes(lambda y: (y * 2 + 1) * 3, torch.rand(1, 3, 100, 100))
+    assert small == 4 * 3 * 100 * 100 + 4  # y * 2, then its sum
+    assert large == 2 * 4 * 3 * 100 * 100  # two full tensors alive at once at most
+
+
+def test_tile_spans_cover_the_axis_once_on_the_networks_grid():
+    from lossnet.tiling import _spans
+    for size, tile, margin, align in [(1000, 300, 64, 4), (4032, 2048, 64, 4), (97, 40, 8, 1)]:
+        spans = _spans(size, tile, margin, align)
+        assert [s[2] for s in spans][0] == 0 and spans[-1][3] == size
+        assert all(a[3] == b[2] for a, b in zip(spans, spans[1:]))  # kept parts meet exactly
+        for start, end, keep_start, keep_end in spans:
+            assert start % align == 0 and start <= keep_start and keep_end <= end
+            assert keep_start - start >= min(margin, keep_start) and end - keep_end >= min(margin, size - keep_end)
+            assert end - start <= tile + align
 
 
 def test_onnx_matches_torch(tmp_path):

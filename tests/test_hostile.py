@@ -69,6 +69,14 @@ def test_an_output_never_replaces_an_input(files, capsys, args):
     (["train-style", "--style", "{s}", "--data", "{d}", "-o", "{o}", "--lr", "-1"], "--lr: must be > 0"),
     (["train-style", "--style", "{s}", "--data", "{d}", "-o", "{o}", "--lr", "nan"], "--lr: must be > 0"),
     (["train-sr", "--data", "{d}", "-o", "{o}", "--lr", "inf"], "--lr: must be > 0"),
+    (["train-style", "--style", "{s}", "--data", "{d}", "-o", "{o}", "--style-layer-weights", "1,nan,1,1"],
+     "--style-layer-weights: expected comma-separated non-negative finite numbers"),
+    (["stylize", "{a}", "--model", "{m}", "-o", "{o}.png", "--blend", "nan"], "--blend: expected comma-separated"),
+    (["stylize", "{a}", "--style", "{s}", "--style", "{a}", "-o", "{o}.png", "--style-weights", "0.5,inf"],
+     "--style-weights: expected comma-separated non-negative finite numbers"),
+    (["stylize", "{a}", "--model", "{m}", "-o", "{o}.png", "--max-memory", "nan"], "--max-memory: must be > 0"),
+    (["viz", "occlusion", "{a}", "-o", "{o}.png", "--fill", "nan"], "--fill: must be in [0, 1]"),
+    (["viz", "occlusion", "{a}", "-o", "{o}.png", "--fill", "2"], "--fill: must be in [0, 1]"),
     (["pix2pix", "train", "--data", "{d}", "-o", "{o}", "--beta1", "1.5"], "--beta1: must be in [0, 1)"),
     (["stylize", "{a}", "--model", "{m}", "-o", "{o}.png", "--tile", "1"], "--tile: must be 0"),
     (["superres", "{a}", "--method", "bicubic", "-o", "{o}.png", "--overlap", "-3"], "--overlap: must be >= 0"),
@@ -80,6 +88,83 @@ def test_option_values_are_checked_when_parsed(files, capsys, args, fragment):
         main([a.format(**names) for a in args])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and fragment in err[0], err
+
+
+def _leaf_parsers(parser=None, words=()):
+    import argparse
+    from lossnet.cli import build_parser
+    parser = parser or build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(words), parser
+    for sub in subs:
+        for name, child in sub.choices.items():
+            yield from _leaf_parsers(child, (*words, name))
+
+
+def test_no_option_of_any_command_takes_nan_or_infinity_for_a_number():
+    import argparse
+    checked = 0
+    for command, parser in _leaf_parsers():
+        for action in parser._actions:
+            assert action.type is not float, f"{command} {action.option_strings}: a bare float takes nan"
+            if action.type is None or getattr(action.type, "__name__", "") in ("names", "str", "int"):
+                continue
+            for text in ("nan", "inf", "-inf", "1,nan", "nan,1"):
+                with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+                    action.type(text)
+            checked += 1
+    assert checked > 100  # every number option of ~30 commands
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train-style", "--style", "{s}", "--data", "{d}", "-o", "{o}", "--crop", "4"], "--crop"),
+    (["train-style", "--style", "{s}", "--data", "{d}", "-o", "{o}", "--crop", "12", "--arch", "lite"], "--crop"),
+    (["train-sr", "--data", "{d}", "-o", "{o}", "--crop", "8"], "--crop"),
+    (["pix2pix", "train", "--data", "{d}", "-o", "{o}", "--crop-size", "8", "--load-size", "8"], "--crop-size"),
+])
+def test_a_training_crop_too_small_for_the_network_is_one_error_line_and_leaves_nothing(files, capsys, args, fragment):
+    names = {"s": files / "s.png", "d": files / "d", "o": files / "runs" / "out"}
+    code, err = cli(capsys, *[a.format(**names) for a in args], "--iters", "1", "--quiet")
+    one_error_among_notices(code, err)
+    assert fragment in err[-1], err
+    assert not (files / "runs").exists()
+
+
+def one_error_among_notices(code, err):
+    """Training prints notices (the loss network, the precision) and warnings before it fails: one error line."""
+    assert code == 2 and [line for line in err if line.startswith("error: ")] and not any(
+        line.startswith(("Traceback", "  File")) for line in err), err
+    assert len([line for line in err if not line.startswith(("lossnet: ", "warning: "))]) == 1, err
+
+
+def test_a_training_run_that_fails_before_its_first_step_leaves_no_folder(files, capsys):
+    (files / "bad").mkdir()
+    (files / "bad" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = files / "runs" / "deep" / "style"
+    code, err = cli(capsys, "train-style", "--style", files / "s.png", "--data", files / "bad", "-o", out,
+                    "--iters", "2", "--crop", "32", "--quiet")
+    one_error_among_notices(code, err)
+    assert not (files / "runs").exists()
+    # non-finite at step 1: a style weight that overflows the loss
+    code, err = cli(capsys, "train-style", "--style", files / "s.png", "--data", files / "d", "-o", out,
+                    "--iters", "2", "--crop", "32", "--style-weight", "1e38", "--style-layer-weights", "99,99,99,99",
+                    "--quiet")
+    one_error_among_notices(code, err)
+    assert "non-finite" in err[-1] or "inf" in err[-1], err
+    assert not (files / "runs").exists()
+
+
+def test_a_training_run_that_fails_after_some_steps_keeps_their_log(files, capsys):
+    out = files / "run"
+    assert cli(capsys, "train-style", "--style", files / "s.png", "--data", files / "d", "-o", out, "--iters", "2",
+               "--crop", "32", "--arch", "lite", "--quiet")[0] == 0
+    (files / "d" / "c.png").write_bytes(b"broken")  # the resumed run fails at its first new step
+    code, err = cli(capsys, "train-style", "--style", files / "s.png", "--data", files / "d", "-o", out, "--iters",
+                    "4", "--crop", "32", "--arch", "lite", "--resume", "--quiet")
+    assert code == 2
+    assert (out / "log.csv").read_text().count("\n") == 3  # the header and the two steps that ran
+    assert (out / "checkpoint.safetensors").is_file()
 
 
 def _model_with(tmp_path, name, *, tensors=None, config=None, raw_meta=None):

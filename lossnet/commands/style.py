@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import (Default, add_loop_args, add_network_args, floats, names, nonneg, nonneg_int, positive,
-                   positive_int, report, report_applied, resolve_run, tile_side, unit_interval)
+from ..cli import (Default, add_loop_args, add_network_args, add_tile_args, floats, names, nonneg, nonneg_int,
+                   positive, positive_int, report, report_applied, resolve_run, unit_interval)
 from ..errors import LossnetError
 from ..registry import Applied, apply_to_path, check_output, frames_of, is_video
 
@@ -94,7 +94,8 @@ def cmd_stylize_model(args) -> None:
     device, precision = resolve_run(args)
     net = fast.load_transformer(args.model, device)
     options = dict(style=fast.style_weights(net, args.style_index, args.blend), tile=args.tile,
-                   overlap=args.overlap, original_colors=args.original_colors, precision=precision)
+                   overlap=args.overlap, max_memory=args.max_memory, original_colors=args.original_colors,
+                   precision=precision)
     start = time.time()
     applied = apply_to_path(net, args.content, args.output, options, size=args.size, batch_size=args.batch_size,
                             temporal=temporal_config(args), progress=not args.quiet, desc="stylize")
@@ -149,8 +150,7 @@ def add_feed_forward_args(p) -> None:
     g.add_argument("--style-index", type=int, help="which style of a multi-style model (default 0)")
     g.add_argument("--blend", type=floats, help="blend weights over a multi-style model's styles, e.g. 0.3,0.7")
     g.add_argument("--batch-size", type=positive_int, default=4, help="images (or frames) per forward pass")
-    g.add_argument("--tile", type=tile_side, default=768, help="tile side for large images (0: never tile)")
-    g.add_argument("--overlap", type=nonneg_int, default=64, help="tile overlap in pixels, feather-blended")
+    add_tile_args(g, overlap=64)
     from ..temporal import TemporalConfig
     g = p.add_argument_group("video (a video file or a folder of frames; --model or --style)")
     g.add_argument("--temporal", action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import add_device_args, nonneg, nonneg_int, report_applied, resolve_run, tile_side
+from ..cli import add_device_args, add_tile_args, nonneg, report_applied, resolve_run
 from ..errors import LossnetError
 
 
@@ -20,7 +20,8 @@ def cmd_superres(args) -> None:
     device, precision = resolve_run(args)
     if args.model:
         model = load_srnet(args.model, args.scale, device)
-        scale, options = model.upscale, dict(tile=args.tile, overlap=args.overlap, precision=precision)
+        scale, options = model.upscale, dict(tile=args.tile, overlap=args.overlap, max_memory=args.max_memory,
+                                              precision=precision)
     else:
         scale, options = args.scale or 4, {}
         model = lambda images: upscale(None, images, scale)  # noqa: E731 - bicubic, the baseline
@@ -72,8 +73,7 @@ def register(sub) -> None:
     p.add_argument("--model", help="SR model: bundled name (`lossnet models`) or .safetensors path")
     p.add_argument("--method", default="model", choices=["model", "bicubic"])
     p.add_argument("--scale", type=int, choices=SCALES, help="check the model's scale (bicubic: default 4)")
-    p.add_argument("--tile", type=tile_side, default=256, help="LR tile side for large inputs (0: never tile)")
-    p.add_argument("--overlap", type=nonneg_int, default=16, help="LR tile overlap, feather-blended")
+    add_tile_args(p, overlap=16, what="LR ")
     add_device_args(p)
     p.set_defaults(func=cmd_superres)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import nonneg, nonneg_int, positive, positive_int
+from ..cli import nonneg, nonneg_int, positive, positive_int, unit_interval
 from ..errors import LossnetError
 
 
@@ -236,7 +236,7 @@ def register(sub) -> None:
         if name == "occlusion":
             p.add_argument("--patch", type=positive_int, default=16, help="side of the grey square (default 16)")
             p.add_argument("--stride", type=positive_int, default=8, help="step between squares (default 8)")
-            p.add_argument("--fill", type=float, default=0.5, help="grey level of the square (default 0.5)")
+            p.add_argument("--fill", type=unit_interval, default=0.5, help="grey level of the square, in [0, 1] (default 0.5)")
 
     p = _method(vsub, "class-model", cmd_class_model, "class visualisation: an image the model scores as CLASS", ("target",))
     p.add_argument("--iters", type=positive_int, default=200)

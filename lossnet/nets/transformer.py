@@ -81,14 +81,25 @@ class CondInstanceNorm(nn.Module):
             return F.instance_norm(x, None, None, weight, bias, True, 0.0, self.eps).contiguous(memory_format=torch.channels_last)
         if weight.dim() == 1:
             weight, bias = weight[None], bias[None]
-        if self.stats is None:
+        if self.record is not None:
+            # statistics that tiles will share (lossnet.fast.apply), from the kernel the whole image's own
+            # normalisation runs (so a tiled result matches an untiled one), which also returns them
+            n, c = x.shape[:2]
+            if self.group_norm_inference and x.device.type == "cpu" and c >= 16 and \
+                    x.is_contiguous(memory_format=torch.channels_last):
+                with torch.autocast("cpu", enabled=False):
+                    _, mean, rstd = torch.ops.aten.native_group_norm(x, None, None, n, c, x.shape[2] * x.shape[3], c,
+                                                                     self.eps)
+                mean, var = mean.float().view(n, c, 1, 1), (rstd.float().pow(-2) - self.eps).view(n, c, 1, 1)
+            else:
+                var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
+            self.record.append((mean.detach(), var.detach()))
+        elif self.stats is None:
             # E[x^2] - E[x]^2: two cheap reductions, ~3x faster than torch.var_mean on CPU; conv outputs here
             # have |mean| ~ std, so the cancellation costs nothing visible. Accumulated and kept in fp32 when
             # x is bf16 (autocast).
             mean = x.mean(dim=(2, 3), keepdim=True, dtype=torch.float32)
             var = (x.square().mean(dim=(2, 3), keepdim=True, dtype=torch.float32) - mean.square()).clamp_min(0)
-            if self.record is not None:
-                self.record.append((mean.detach(), var.detach()))
         else:
             mean, var = self.stats
         # Normalise and apply the affine in one pass over x: x * scale + shift, folded per channel.

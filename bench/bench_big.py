@@ -1,0 +1,147 @@
+"""Large photos: lossnet's feed-forward style path against a plain PyTorch network, side by side.
+
+    python bench/bench_big.py [--sizes 512,1024,2048,4032x3024] [--precisions fp32,bf16] [--repeats 2] [--no-write]
+
+The plain network is pytorch/examples' fast-neural-style TransformerNet written plainly (`nn.ReflectionPad2d`,
+`nn.Conv2d`, `nn.InstanceNorm2d`, nearest upsampling, NCHW), with the same weights as `starry`; lossnet runs
+`fast.apply` as `lossnet stylize --model starry` does (whole when the image fits in memory, tiles otherwise),
+and, on images of 2048 px and more, with `--max-memory 1` (GiB), which forces tiles: their cost per pixel
+against the whole image's.
+Every run is a fresh process (its peak RSS is the process's), the two alternate A B A B, and the best time of
+`--repeats` counts. bf16 only where the CPU has it (AVX512-BF16 or AMX): the plain network then runs under
+torch's CPU autocast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+
+# One run in a fresh process: prints {"seconds": .., "peak_gb": ..}.
+RUN = r"""
+import json, resource, sys, time, torch
+from torch import nn
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+from lossnet import fast
+
+class ConvLayer(nn.Module):
+    def __init__(self, cin, cout, k, stride=1, upsample=False):
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(k // 2)
+        self.conv2d = nn.Conv2d(cin, cout, k, stride)
+    def forward(self, x):
+        if self.upsample:
+            x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv2d(self.pad(x))
+
+class Residual(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1, self.in1 = ConvLayer(c, c, 3), nn.InstanceNorm2d(c, affine=True)
+        self.conv2, self.in2 = ConvLayer(c, c, 3), nn.InstanceNorm2d(c, affine=True)
+    def forward(self, x):
+        return x + self.in2(self.conv2(torch.relu(self.in1(self.conv1(x)))))
+
+class Plain(nn.Module):  # pytorch/examples' TransformerNet: 0-255 in, 0-255 out
+    def __init__(self):
+        super().__init__()
+        self.down = nn.ModuleList([ConvLayer(3, 32, 9), ConvLayer(32, 64, 3, 2), ConvLayer(64, 128, 3, 2)])
+        self.dn = nn.ModuleList([nn.InstanceNorm2d(c, affine=True) for c in (32, 64, 128)])
+        self.res = nn.Sequential(*[Residual(128) for _ in range(5)])
+        self.up = nn.ModuleList([ConvLayer(128, 64, 3, upsample=True), ConvLayer(64, 32, 3, upsample=True)])
+        self.un = nn.ModuleList([nn.InstanceNorm2d(c, affine=True) for c in (64, 32)])
+        self.last = ConvLayer(32, 3, 9)
+    def forward(self, x):
+        for conv, norm in zip(self.down, self.dn):
+            x = torch.relu(norm(conv(x)))
+        x = self.res(x)
+        for conv, norm in zip(self.up, self.un):
+            x = torch.relu(norm(conv(x)))
+        return self.last(x)
+
+h, w, which, precision = {h}, {w}, {which!r}, {precision!r}
+image = torch.rand(1, 3, h, w)
+if which == "plain":
+    net = Plain().eval()
+    def run():
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            return (net(image * 255) / 255).clamp(0, 1).float()
+else:
+    net = fast.load_transformer("starry")
+    budget = {max_memory}
+    def run():
+        return fast.apply(net, image, precision=precision, max_memory=budget)
+start = time.perf_counter()
+run()
+seconds = time.perf_counter() - start
+print(json.dumps({{"seconds": seconds, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}}))
+"""
+
+
+def one(which: str, h: int, w: int, precision: str, max_memory: float | None = None) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "LOSSNET_OFFLINE": "1"}
+    code = RUN.format(threads=THREADS, h=h, w=w, which=which, precision=precision, max_memory=max_memory)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    if out.returncode:
+        raise SystemExit(f"{which} {w}x{h} {precision} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, _, h = text.partition("x")
+    return int(h or w), int(w)
+
+
+def main(argv=None) -> None:
+    import time
+
+    from lossnet.precision import cpu_info, describe_cpu
+    from run import commit, write_section
+
+    p = argparse.ArgumentParser(prog="bench_big.py")
+    p.add_argument("--sizes", default="512,1024,2048,4032x3024")
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--no-write", action="store_true")
+    a = p.parse_args(argv)
+    flags = cpu_info()[1]
+    precisions = [x for x in a.precisions.split(",") if x == "fp32" or {"avx512_bf16", "amx_bf16"} & set(flags)]
+    lines = [f"`python bench/bench_big.py`, {time.strftime('%Y-%m-%d')}, commit {commit()}; CPU: {describe_cpu()}; "
+             f"{THREADS} thread(s); each run a fresh process, A B A B, best of {a.repeats}.\n",
+             "| image | precision | plain PyTorch s | lossnet s | lossnet / plain | plain peak GB | lossnet peak GB | "
+             "lossnet in tiles, --max-memory 1: s | tiles / whole | peak GB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for size in a.sizes.split(","):
+        h, w = parse_size(size)
+        for precision in precisions:
+            runs = {"plain": [], "lossnet": []} | ({"tiles": []} if max(h, w) >= 2048 else {})
+            for _ in range(a.repeats):
+                for which in runs:
+                    runs[which].append(one("lossnet" if which == "tiles" else which, h, w, precision,
+                                           1.0 if which == "tiles" else None))
+            best = {k: min(r["seconds"] for r in v) for k, v in runs.items()}
+            peak = {k: max(r["peak_gb"] for r in v) for k, v in runs.items()}
+            tiles = (f"{best['tiles']:.2f} | {best['tiles'] / best['lossnet']:.2f}x | {peak['tiles']:.2f}"
+                     if "tiles" in best else "- | - | -")
+            lines.append(f"| {w}x{h} | {precision} | {best['plain']:.2f} | {best['lossnet']:.2f} | "
+                         f"{best['lossnet'] / best['plain']:.2f}x | {peak['plain']:.2f} | {peak['lossnet']:.2f} | {tiles} |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if not a.no_write:
+        write_section("Large photos: lossnet against a plain PyTorch network", text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
