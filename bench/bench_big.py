@@ -2,8 +2,8 @@
 
     python bench/bench_big.py [--sizes 512,1024,2048,4032x3024] [--precisions fp32,bf16] [--repeats 2] [--no-write]
 
-The plain network is pytorch/examples' fast-neural-style TransformerNet written plainly (`nn.ReflectionPad2d`,
-`nn.Conv2d`, `nn.InstanceNorm2d`, nearest upsampling, NCHW), with the same weights as `starry`; lossnet runs
+The plain network is pytorch/examples' fast-neural-style TransformerNet written plainly (`plain.py`:
+`nn.ReflectionPad2d`, `nn.Conv2d`, `nn.InstanceNorm2d`, nearest upsampling, NCHW, fp32); lossnet runs
 `fast.apply` as `lossnet stylize --model starry` does (whole when the image fits in memory, tiles otherwise),
 and, on images of 2048 px and more, with `--max-memory 1` (GiB), which forces tiles: their cost per pixel
 against the whole image's.
@@ -29,51 +29,16 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 # One run in a fresh process: prints {"seconds": .., "peak_gb": ..}.
 RUN = r"""
 import json, resource, sys, time, torch
-from torch import nn
 torch.set_num_threads({threads})
 torch.manual_seed(0)
+sys.path.insert(0, "bench")
 from lossnet import fast
-
-class ConvLayer(nn.Module):
-    def __init__(self, cin, cout, k, stride=1, upsample=False):
-        super().__init__()
-        self.upsample = upsample
-        self.pad = nn.ReflectionPad2d(k // 2)
-        self.conv2d = nn.Conv2d(cin, cout, k, stride)
-    def forward(self, x):
-        if self.upsample:
-            x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
-        return self.conv2d(self.pad(x))
-
-class Residual(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv1, self.in1 = ConvLayer(c, c, 3), nn.InstanceNorm2d(c, affine=True)
-        self.conv2, self.in2 = ConvLayer(c, c, 3), nn.InstanceNorm2d(c, affine=True)
-    def forward(self, x):
-        return x + self.in2(self.conv2(torch.relu(self.in1(self.conv1(x)))))
-
-class Plain(nn.Module):  # pytorch/examples' TransformerNet: 0-255 in, 0-255 out
-    def __init__(self):
-        super().__init__()
-        self.down = nn.ModuleList([ConvLayer(3, 32, 9), ConvLayer(32, 64, 3, 2), ConvLayer(64, 128, 3, 2)])
-        self.dn = nn.ModuleList([nn.InstanceNorm2d(c, affine=True) for c in (32, 64, 128)])
-        self.res = nn.Sequential(*[Residual(128) for _ in range(5)])
-        self.up = nn.ModuleList([ConvLayer(128, 64, 3, upsample=True), ConvLayer(64, 32, 3, upsample=True)])
-        self.un = nn.ModuleList([nn.InstanceNorm2d(c, affine=True) for c in (64, 32)])
-        self.last = ConvLayer(32, 3, 9)
-    def forward(self, x):
-        for conv, norm in zip(self.down, self.dn):
-            x = torch.relu(norm(conv(x)))
-        x = self.res(x)
-        for conv, norm in zip(self.up, self.un):
-            x = torch.relu(norm(conv(x)))
-        return self.last(x)
+from plain import PlainTransformerNet
 
 h, w, which, precision = {h}, {w}, {which!r}, {precision!r}
 image = torch.rand(1, 3, h, w)
 if which == "plain":
-    net = Plain().eval()
+    net = PlainTransformerNet().eval()
     def run():
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
             return (net(image * 255) / 255).clamp(0, 1).float()

@@ -80,10 +80,7 @@ def _bounded(convert, holds, must: str, name: str):
     """An argparse type: `convert(text)`, refused unless `holds(value)` ("must be MUST, got TEXT"). Every number
     option of every command goes through one of these, so NaN and infinity never pass where a number is meant."""
     def parse(text: str):
-        try:
-            value = convert(text)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"must be {must}, got {text!r}") from None
+        value = convert(text)  # a ValueError: argparse's "invalid NAME value" (the studio: "expected a number")
         if not holds(value):
             raise argparse.ArgumentTypeError(f"must be {must}, got {text}")
         return value
@@ -97,7 +94,7 @@ def _listed(element, must: str, name: str):
         parts = [v.strip() for v in text.split(",") if v.strip()]
         try:
             values = [element(v) for v in parts]
-        except argparse.ArgumentTypeError:
+        except (argparse.ArgumentTypeError, ValueError):
             raise argparse.ArgumentTypeError(f"expected comma-separated {must}, got {text!r}") from None
         if not values:
             raise argparse.ArgumentTypeError(f"expected comma-separated {must}, got {text!r}")
