@@ -31,7 +31,7 @@ chromium:
 test: $(STAMP) chromium
 	LOSSNET_OFFLINE=1 $(BIN)/python -m pytest
 
-# The long fuzz profile (tests/test_fuzz.py): 15,000 decoded byte strings and 100 command lines for each of the table's commands.
+# The long fuzz profile (tests/test_fuzz.py): 15,000 decoded byte strings and 40 command lines for each of the table's commands.
 fuzz: $(STAMP)
 	LOSSNET_OFFLINE=1 HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider --hypothesis-show-statistics
 

@@ -184,8 +184,11 @@ def model_objective(name: str):
 def photo_set(photos: int, size: int, split: str = "val", start: int = 0) -> tuple[list[Path], list[torch.Tensor]]:
     """Photos `start` .. `start + photos` of a BSDS500 split (`val`: held out) or of `content`, longest side `size`:
     (files, images)."""
-    from lossnet.io import list_images, load_image
+    from lossnet.io import bundled_photo, list_images, load_image
 
+    if split == "bundled":  # scikit-image's, public domain / CC0: for pictures that are committed
+        names = ["astronaut", "chelsea", "coffee"][start:start + photos]
+        return [Path(f"{n}.png") for n in names], [bundled_photo(n, size) for n in names]
     folder = CONTENT_PHOTOS if split == "content" else HELD_OUT.parent / split
     if not folder.is_dir():
         raise SystemExit(f"bench_fast needs the photos in {folder} (../shared/data)")
@@ -363,7 +366,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     from lossnet.optimize import LoopConfig, optimize_pixels
 
     torch.set_num_threads(THREADS)
-    rows, pictures, scores = {}, {}, {}
+    rows, pictures, scores, stems = {}, {}, {}, {}
     for size in sizes:
         files, images = photo_set(photos, size, split)
         pictures.setdefault("photo", images[:3])
@@ -374,7 +377,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
                 if painting not in scores:
                     scores[painting] = PaintingScore(load_image(painting))
                 score = scores[painting]
-                stem = Path(name).parent.name if Path(name).name == "model.safetensors" else Path(name).stem  # a run folder's
+                stem = stems.setdefault(name, _stem(name, stems.values()))
                 label = stem if net.n_styles == 1 else f"{stem} [{painting.stem}]"
                 outs = {}
                 outs[label] = [fast.apply(net, im, fast.style_weights(net, k if net.n_styles > 1 else None),
@@ -406,6 +409,13 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
             tiles.append(torch.cat([centred(o.clamp(0, 1), side) for o in outs], -1))
         save_image(torch.cat(tiles, -2), sheet)
         print(f"\nsheet: {sheet} (rows: {', '.join(pictures)})")
+
+
+def _stem(name: str, taken) -> str:
+    """A model's label: its file's stem, or its run folder's name (with the folder above when two agree)."""
+    path = Path(name)
+    stem = path.parent.name if path.name == "model.safetensors" else path.stem
+    return f"{path.parent.parent.name}/{stem}" if stem in taken else stem
 
 
 def centred(image: torch.Tensor, side: int) -> torch.Tensor:
@@ -466,7 +476,9 @@ if __name__ == "__main__":
         parser.add_argument("models", nargs="?", default="starry", help="comma-separated names or paths")
         parser.add_argument("--sizes", default="256,512", help="longest sides of the photos, comma-separated")
         parser.add_argument("--photos", type=int, default=8)
-        parser.add_argument("--split", default="content", choices=("val", "content"))
+        parser.add_argument("--split", default="content", choices=("val", "content", "bundled"),
+                            help="held-out photos: BSDS500/val, ../shared/data/content, or scikit-image's (bundled: "
+                                 "for sheets that are committed)")
         parser.add_argument("--sheet", type=Path, default=None, help="write a JPEG sheet of the outputs here")
         parser.add_argument("--gatys", type=int, default=0, help="a Gatys reference row: L-BFGS iterations")
         a = parser.parse_args(sys.argv[2:])

@@ -150,7 +150,9 @@ def gaussian_blur(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Separable Gaussian blur of (N, C, H, W), radius 3 sigma (at least 1), reflected borders. The SR
     degradation here, the class-model regulariser (lossnet.viz.class_model) and the video blend's detail
     (lossnet.temporal.blend)."""
-    radius = max(1, math.ceil(3 * sigma))
+    # at most the image's shorter side less one (what reflection padding allows): a wider kernel would only
+    # cost memory (sigma 1e9 asked for a 24 GB one), and this one is already flat across the image
+    radius = max(1, min(math.ceil(3 * sigma), min(image.shape[-2:]) - 1))
     x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = (kernel / kernel.sum()).repeat(image.shape[1], 1, 1, 1)  # one kernel per channel

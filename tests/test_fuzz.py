@@ -28,7 +28,7 @@ settings.register_profile("fuzz", max_examples=15000, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 # Command lines per command: each one runs the command (a network load, a step or two); the table has ~25.
-COMMAND_LINES = {"suite": 6, "fuzz": 100}[os.environ.get("HYPOTHESIS_PROFILE", "suite")]
+COMMAND_LINES = {"suite": 6, "fuzz": 40}[os.environ.get("HYPOTHESIS_PROFILE", "suite")]
 
 
 def _encoded(fmt: str) -> bytes:

@@ -364,3 +364,12 @@ def test_a_decompression_bomb_in_the_training_data_is_skipped_in_bounded_memory(
     assert any(line.startswith("warning: skipping") and "bomb.png" in line for line in err.splitlines()), err
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
     assert peak_gb < 3, peak_gb
+
+
+def test_a_huge_blur_sigma_costs_no_more_memory_than_the_image(files, capsys):
+    """`eval-sr --sigma 1e9` (the fuzzer's find) once asked for a 24 GB kernel: the kernel stops at the image."""
+    from lossnet.data import gaussian_blur
+    x = torch.rand(1, 3, 40, 50)
+    assert (gaussian_blur(x, 1e9) - x.mean((2, 3), keepdim=True)).abs().max() < 0.02  # flat: the image's mean
+    code, err = cli(capsys, "eval-sr", "--data", files / "d", "--sigma", "1e9")
+    assert code == 0 and not [line for line in err if line.startswith("error")], err
