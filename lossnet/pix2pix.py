@@ -28,7 +28,7 @@ from .data import PairedImages, StepBatches, holdout
 from .errors import ConfigError, LossnetError, suggest
 from .export import Graph, UnitRange, per_image_norms
 from .features import build_matching
-from .io import picture
+from .io import MAX_PIXELS, picture
 from .nets.patchgan import define_discriminator
 from .nets.unet import GENERATORS, ResnetGenerator, UnetGenerator, define_generator
 from .precision import announce, resolve as resolve_precision
@@ -121,6 +121,8 @@ class Pix2PixTask(Task):
     def _check_side(self, side: int) -> None:
         """Refuse, before the run starts, a training size the networks cannot take (one forward pass of each)."""
         flag = "crop_size" if self.cfg.crop_size else "load_size"
+        if side * side > MAX_PIXELS:
+            raise ConfigError(flag, f"{side} px training images are over the {MAX_PIXELS / 1e6:.0f} MP limit")
         networks = [m for m in (self.generator, self.discriminator) if m is not None]
         try:
             with torch.no_grad():
