@@ -122,7 +122,7 @@ def add_tile_args(p, overlap: int, what: str = "") -> None:
     p.add_argument("--tile", type=tile_side, default=None,
                    help=f"{what}tile side (default: tiles only when the image does not fit in memory, as large as "
                         "fit; 0: never tile)")
-    p.add_argument("--overlap", type=nonneg_int, default=overlap, help=f"{what}tile overlap in pixels, feather-blended")
+    p.add_argument("--overlap", type=nonneg_int, default=overlap, help=f"{what}pixels of context around each tile, cut off again")
     p.add_argument("--max-memory", type=positive, metavar="GIB",
                    help="memory one pass may use, in GiB (default: half of what is available)")
 

@@ -331,9 +331,9 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int | None
           stats_pixels: int = 2_000_000, original_colors: bool = False, precision="auto",
           max_memory: float | None = None) -> torch.Tensor:
     """Stylise (N, 3, H, W) in [0, 1]. An image runs whole when it fits in memory (`lossnet.tiling.auto_tile`:
-    `max_memory` GiB, or half of what is available); a larger one goes through in overlapping tiles as large as
-    fit, feather-blended, with instance-norm statistics of the whole image in every tile (no seams, bounded
-    memory). `tile`: None decides from memory, 0 never tiles, N tiles of at most N pixels a side.
+    `max_memory` GiB, or half of what is available); a larger one goes through in tiles as large as fit, each
+    with `overlap` pixels of context, with instance-norm statistics of the whole image in every tile (no seams,
+    bounded memory). `tile`: None decides from memory, 0 never tiles, N tiles of at most N pixels a side.
     `original_colors` keeps the input's colours (its chrominance, with the result's luminance); `precision`:
     a `lossnet.precision` name or Precision (auto: bf16 where the hardware is fast at it)."""
     from .tiling import auto_tile, tiled
@@ -350,15 +350,15 @@ def apply(net: TransformerNet, image: torch.Tensor, style=None, tile: int | None
     def forward(x, s):
         with run.autocast():
             return net(x.to(device), s).float().cpu()
-    def fits(x, s) -> int:
+    def tile_side(x, s) -> int:  # 0: x runs whole
         return auto_tile(net, lambda y: forward(y, s), x, tile, max_memory, key=run.name)
-    if fits(image, style if style is None or style.dim() == 1 else style[:1]) == 0:
+    if tile_side(image, style if style is None or style.dim() == 1 else style[:1]) == 0:
         out = forward(image, style)
     else:  # one image at a time, whole or in tiles (lossnet.tiling) normalised with the whole image's statistics
         pieces, norms = [], _norms(net)
         for i in range(image.shape[0]):
             s_i = style[i:i + 1] if style is not None and style.dim() == 2 else style
-            side = fits(image[i:i + 1], s_i)
+            side = tile_side(image[i:i + 1], s_i)
             if side == 0:
                 pieces.append(forward(image[i:i + 1], s_i))
                 continue

@@ -1,5 +1,5 @@
-"""Run an image-to-image network on a large image in overlapping tiles, feather-blended so no seam shows,
-only when memory needs it.
+"""Run an image-to-image network on a large image in tiles that carry their context (cut off again, so no
+seam shows), only when memory needs it.
 
 Tiles cost time (their overlap is computed twice, and a style network needs a statistics pass over the whole
 image), so feed-forward style and super-resolution run an image whole whenever it fits: `auto_tile` measures
