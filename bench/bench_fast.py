@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lossnet import export, fast  # noqa: E402
+from lossnet import export, fast, registry  # noqa: E402
 from lossnet.nets.transformer import TransformerNet  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -119,7 +119,7 @@ def speed_rows(model: TransformerNet, name: str, sizes=(256, 512, 1024)) -> list
     import tempfile
     rows = []
     onnx = Path(tempfile.mkdtemp()) / f"{name}.onnx"
-    export.export_onnx(model, onnx)
+    export.export_onnx(registry.graph_of(model), onnx)
     session = export.onnx_session(onnx, THREADS)
     for s in sizes:
         x = torch.rand(1, 3, s, s)

@@ -13,7 +13,7 @@ Per clip and model: the warping error (Lai et al.; `lossnet.temporal.warping_err
 input frames, a finer preset than the one `--temporal` blends with) of the per-frame and the `--temporal`
 video, and the input's own as the floor; the model's own objective (its training objective, as
 `bench_fast.quality` computes it) on every 4th frame of both, as a ratio; and ms per frame of
-`lossnet.video.stylize_video` end to end (decode, network, flow and blend, encode) on one thread.
+`lossnet.registry.apply_to_path` end to end (decode, network, flow and blend, encode) on one thread.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from lossnet import fast, temporal, video  # noqa: E402
+from lossnet import fast, registry, temporal, video  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 DATA = Path(os.environ.get("LOSSNET_DATA", ROOT.parent / "shared" / "data"))
@@ -131,7 +131,7 @@ def styles_of(net) -> list:
 def stylise(net, style, clip: Path, out: Path, cfg: temporal.TemporalConfig | None) -> float:
     """`lossnet stylize CLIP --model ... [--temporal]` through the library; returns ms per frame, end to end."""
     start = time.perf_counter()
-    frames, _ = video.stylize_video(net, clip, out, style, temporal=cfg, show_progress=False)
+    frames = registry.apply_to_path(net, clip, out, {"style": style}, batch_size=4, temporal=cfg, progress=False).count
     return (time.perf_counter() - start) * 1000 / frames
 
 
@@ -234,7 +234,7 @@ def strip(path: Path = ROOT / "docs" / "gallery" / "video" / "strip.png", model:
         out = WORK / "stylised" / f"strip_{clip}_{Path(model).stem}_{mode.strip('-')}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
         # always made afresh: a video left from an earlier model or temporal default would show the old one
-        video.stylize_video(net, clip_path, out, temporal=cfg, show_progress=False)
+        registry.apply_to_path(net, clip_path, out, batch_size=4, temporal=cfg, progress=False)
         rows[mode] = out
     x, y, w, h = box
     frames = {k: list(video.Frames(p))[first:first + count] for k, p in rows.items()}

@@ -1,5 +1,7 @@
 """ONNX export of every trained model kind (style, super-resolution, pix2pix), checked before it is kept.
 
+    export_onnx(registry.graph_of(net), "model.onnx")   # the kind's `graph` says what is traced and how
+
 Each graph takes `image` (N, 3, H, W) RGB in [0, 1] with H and W multiples of the network's `multiple`
 (`run_onnx` pads and crops, like the torch paths), plus `style` (N, n_styles) for a multi-style network, and
 gives `output` in [0, 1]-ish RGB (super-resolution: `scale` times larger). `export_onnx` compares
@@ -74,15 +76,6 @@ def per_image_norms(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-def graph_of(net: torch.nn.Module) -> Graph:
-    """The graph of a trained network, as its kind exports it."""
-    from .registry import kind_of
-    kind = kind_of(net)
-    if kind.graph is None:
-        raise LossnetError(f"cannot export a {kind.name} model to ONNX")
-    return kind.graph(net)
-
-
 def _torch_output(g: Graph, image: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
     x, crop = pad_to_multiple(image, g.multiple, g.centered)
     with torch.no_grad():
@@ -90,8 +83,9 @@ def _torch_output(g: Graph, image: torch.Tensor, style: torch.Tensor | None) -> 
     return crop(y, g.scale)
 
 
-def export_onnx(net: torch.nn.Module, path: str | os.PathLike, opset: int = 17) -> tuple[Path, float]:
-    """Write `net` as ONNX to `path` (atomically) after checking it against torch; (path, max difference)."""
+def export_onnx(g: Graph, path: str | os.PathLike, opset: int = 17) -> tuple[Path, float]:
+    """Write the graph `g` (a trained network's: `lossnet.registry.graph_of(net)`) as ONNX to `path`
+    (atomically) after checking it against torch; (path, max difference)."""
     import warnings
 
     from .io import atomic_write
@@ -101,7 +95,6 @@ def export_onnx(net: torch.nn.Module, path: str | os.PathLike, opset: int = 17) 
         raise LossnetError(f"{path}: the ONNX file needs the .onnx suffix")
     if not (path.parent if str(path.parent) else Path(".")).is_dir():
         raise LossnetError(f"output folder does not exist: {path.parent}")
-    g = graph_of(net)
     side = max(g.multiple, 64)
     x = torch.rand(1, 3, side, side)
     names, axes = ["image"], {"image": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}}

@@ -124,6 +124,14 @@ def kind_of(net: nn.Module) -> Kind:
                        f"({', '.join(k.name for k in kinds())})")
 
 
+def graph_of(net: nn.Module):
+    """What `lossnet.export.export_onnx` traces for `net`: its kind's `lossnet.export.Graph`."""
+    kind = kind_of(net)
+    if kind.graph is None:
+        raise LossnetError(f"cannot export a {kind.name} model to ONNX")
+    return kind.graph(net)
+
+
 # ----------------------------------------------------------------------------- files
 def stored_metadata(path: Path) -> dict[str, str]:
     """A model file's safetensors metadata (its header only: no tensor is read)."""

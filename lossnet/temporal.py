@@ -65,6 +65,11 @@ class TemporalConfig:
             if preset not in FLOW_METHODS:
                 raise LossnetError(f"unknown flow preset {preset!r}: choose {', '.join(FLOW_METHODS)}")
 
+    def stabiliser(self) -> Stabiliser:
+        """A fresh `Stabiliser` with these settings, for one sequence: what `lossnet.video.apply_frames` (and so
+        `registry.apply_to_path`) calls for each video it runs."""
+        return Stabiliser(self)
+
 
 # ----------------------------------------------------------------------------- flow, warp, masks
 def _cv2():

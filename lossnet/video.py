@@ -241,13 +241,13 @@ def apply_frames(run: Callable[[torch.Tensor], torch.Tensor], src, out, size: in
                  batch_size: int = 1, temporal=None, show_progress: bool = True,
                  desc: str = "apply") -> tuple[int, float | None]:
     """`map_frames` with a per-image method: `run` maps a batch of frames (N, 3, H, W) to their results,
-    `batch_size` frames at a time. With `temporal` (a `lossnet.temporal.TemporalConfig`) each result is blended
-    with the previous one carried along the optical flow, so strokes stay on the scene (the results must then
-    have the frames' size). Returns (frames, fps or None)."""
-    from .temporal import Stabiliser
+    `batch_size` frames at a time. With `temporal` (a `lossnet.temporal.TemporalConfig`, or anything whose
+    `stabiliser()` gives a `(frame, result) -> result` to call on every frame in order) each result is
+    blended with the previous one carried along the optical flow, so strokes stay on the scene (the results
+    must then have the frames' size). Returns (frames, fps or None)."""
 
     def results(frames):
-        stable = Stabiliser(temporal) if temporal is not None else None
+        stable = temporal.stabiliser() if temporal is not None else None
         for batch in _batches(frames, batch_size):
             for frame, result in zip(batch, run(torch.cat(batch)).split(1)):
                 if stable is None:
@@ -258,15 +258,6 @@ def apply_frames(run: Callable[[torch.Tensor], torch.Tensor], src, out, size: in
                 else:
                     yield stable(frame, result)
     return map_frames(src, out, results, size, show_progress, desc)
-
-
-def stylize_video(net, src, out, style=None, size: int | None = None, batch_size: int = 4, temporal=None,
-                  show_progress: bool = True, **opts) -> tuple[int, float | None]:
-    """Stylise every frame of `src` (a video or a folder of frames) into `out` with a feed-forward network
-    (`lossnet.fast.apply` with `style` and `opts`), in batches; `temporal` as in `apply_frames`."""
-    from .fast import apply
-    return apply_frames(lambda frames: apply(net, frames, style, **opts), src, out, size, batch_size, temporal,
-                        show_progress, "stylize")
 
 
 def count_frames(path) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lossnet import export
+from lossnet import export, registry
 from lossnet.cli import main
 from lossnet.nets.srnet import SRNet
 from lossnet.pix2pix import apply as pix2pix_apply
@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 def test_sr_graph_matches_torch_at_odd_sizes(tmp_path):
     torch.manual_seed(0)
     net = SRNet(4, channels=8, blocks=1).eval()
-    path, difference = export.export_onnx(net, tmp_path / "sr.onnx")
+    path, difference = export.export_onnx(registry.graph_of(net), tmp_path / "sr.onnx")
     assert difference < 1e-4
     x = torch.rand(1, 3, 13, 22)
     got = export.run_onnx(export.onnx_session(path), x, multiple=1, scale=4)
@@ -33,7 +33,7 @@ def test_pix2pix_graph_is_the_test_mode_generator_without_dropout(tmp_path):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
-    path, difference = export.export_onnx(net, tmp_path / "p2p.onnx")
+    path, difference = export.export_onnx(registry.graph_of(net), tmp_path / "p2p.onnx")
     assert difference < 1e-4
     x = torch.rand(1, 3, 70, 100)
     got = export.run_onnx(export.onnx_session(path), x, multiple=128, centered=True)

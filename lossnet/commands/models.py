@@ -48,10 +48,10 @@ def cmd_apply(args) -> None:
 
 def cmd_export(args) -> None:
     from ..export import export_onnx
-    from ..registry import kind_of, load
+    from ..registry import graph_of, kind_of, load
 
     net = load(args.model)
-    path, difference = export_onnx(net, args.onnx)  # checked against torch; nothing is kept when they differ
+    path, difference = export_onnx(graph_of(net), args.onnx)  # checked against torch; nothing is kept when they differ
     print(f"wrote {path} ({kind_of(net).title} model; onnxruntime vs torch: max difference {difference:.1e})")
 
 
