@@ -1,4 +1,5 @@
-"""No module of lossnet needs, through any chain of imports, a module that needs it back.
+"""No module of lossnet needs, through any chain of imports, a module that needs it back, and each imports
+only its own layer and the ones below (docs/ARCHITECTURE.md, "Layers").
 
 Every `import` and `from ... import` statement counts, wherever it is in the file: one inside a function is
 run later, but the function cannot work without that module, so it is a dependency all the same. The edges
@@ -103,6 +104,45 @@ def test_lossnet_has_no_import_cycle():
     assert "lossnet.style" in graph["lossnet.viz"]  # `from ..style import invert` in a package's __init__
     cycle = find_cycle(graph)
     assert cycle is None, f"import cycle: {describe(cycle, graph, package_dir)}"
+
+
+# The layers of docs/ARCHITECTURE.md, lowest first, by module name under lossnet/ (a package stands for its
+# modules; "" is lossnet/__init__.py). A module imports only modules of its own layer or of lower ones. A module
+# not named here (a new method) is a method.
+LAYERS = {
+    "base": ["errors", "io", "video", "export", "weights", "precision", "progress", "estimate", "distributed",
+             "tiling", "color", "data", "procedural", "nets", "features", "objectives", "metrics", "classifier"],
+    "loops": ["optimize", "train"],
+    "registry": ["registry"],
+    "methods": ["style", "temporal", "fast", "superres", "pix2pix", "demo", "viz"],
+    "package": [""],
+    "front ends": ["cli", "commands", "studio", "__main__"],
+}
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of a module of lossnet (`lossnet.viz.common`: methods)."""
+    name = module.partition(".")[2]
+    for index, members in enumerate(LAYERS.values()):
+        if any(name == m or (m and name.startswith(m + ".")) for m in members):
+            return index
+    return list(LAYERS).index("methods")
+
+
+def upward_imports(graph: Graph) -> list[str]:
+    """Every import of a module of a higher layer, as `a (layer) -> b (layer), line N`."""
+    names = list(LAYERS)
+    return [f"{module} ({names[layer_of(module)]}) -> {target} ({names[layer_of(target)]}), line {line}"
+            for module, edges in sorted(graph.items()) for target, line in sorted(edges.items())
+            if layer_of(target) > layer_of(module)]
+
+
+def test_each_module_imports_only_its_own_layer_and_the_ones_below():
+    assert upward_imports(module_graph(REPO / "lossnet")) == []
+    assert upward_imports({"lossnet.video": {"lossnet.temporal": 3, "lossnet.io": 2},
+                           "lossnet.newmethod": {"lossnet.registry": 1, "lossnet.cli": 9}}) == [
+        "lossnet.newmethod (methods) -> lossnet.cli (front ends), line 9",
+        "lossnet.video (base) -> lossnet.temporal (methods), line 3"]
 
 
 def _package(root: Path, files: dict[str, str]) -> Path:
