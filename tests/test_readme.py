@@ -1,6 +1,8 @@
-"""Every `lossnet` command in README.md runs as written, at small sizes, so the README stays true.
+"""Every `lossnet` command in README.md and on the documentation site's pages runs as written, at small sizes,
+so they stay true.
 
-The commands are read from the README's sh blocks; each gets the files it names (real small images, a tiny
+The commands are read from the sh blocks of README.md and docs/*.md (in that order: a page trains before it
+applies); each gets the files it names (real small images, a tiny
 video, folders) in a fresh folder, plus options appended that make it fast (argparse takes the last value of an
 option, so `--iters 2` appended overrides the README's). Commands that serve or launch (serve, torchrun, curl)
 are tested elsewhere (tests/test_studio*.py, tests/test_distributed.py).
@@ -35,18 +37,25 @@ FAST = {
                            "--crop-size", "128", "--checkpoint-every", "1", "--quiet"],
     ("pix2pix", "test"): ["--limit", "2"],
 }
-ELSEWHERE = ("serve", "demo")  # the studio's own tests; `make demo` (tests/test_style.py runs the demo)
+# The studio's own tests; `make demo` (tests/test_style.py runs the demo); tests/test_weights_fetch.py (a download).
+ELSEWHERE = ("serve", "demo", "weights")
+# Pages whose commands are recipes with placeholders (an arm's flags, a 40,000-step run), not examples.
+RECIPES = ("ARCHITECTURE.md", "style-study.md")
 
 
-def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
+def commands_in(path: Path) -> list[str]:
     lines = []
-    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+    for block in re.findall(r"```sh\n(.*?)```", path.read_text(), re.S):
         for line in block.splitlines():
             line = line.split(" #")[0].strip()
             if line.startswith("lossnet ") and line.split()[1] not in ELSEWHERE:
                 lines.append(line)
-    return list(dict.fromkeys(lines))
+    return lines
+
+
+def documented_commands() -> list[str]:
+    pages = [REPO / "README.md"] + [p for p in sorted((REPO / "docs").glob("*.md")) if p.name not in RECIPES]
+    return list(dict.fromkeys(line for page in pages for line in commands_in(page)))
 
 
 def fast_options(words: list[str]) -> list[str]:
@@ -57,11 +66,14 @@ def fast_options(words: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, shared_data):
-    """A folder with every file the README's commands name; ../shared/data beside it as in the repository."""
+    """A folder with every file the documented commands name; ../shared/data beside it as in the repository,
+    and its data sets under the names the docs use (facades/, Set5/, Set14/)."""
     from lossnet.io import save_image
     root = tmp_path_factory.mktemp("readme") / "work"
     root.mkdir()
     os.symlink(shared_data.parent, root.parent / "shared")
+    for name, data in [("facades", "pix2pix/facades"), ("Set5", "sr/Set5"), ("Set14", "sr/Set14")]:
+        os.symlink(shared_data / data, root / name)
     for name, picture in [("photo.jpg", "astronaut"), ("painting.jpg", "coffee"), ("a.jpg", "coffee"),
                           ("b.jpg", "chelsea"), ("query.jpg", "chelsea"), ("small.png", "astronaut"),
                           ("labels.png", "astronaut")]:
@@ -82,8 +94,8 @@ def world(tmp_path_factory, shared_data):
     return root
 
 
-@pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_runs(world, command, monkeypatch, capsys):
+@pytest.mark.parametrize("command", documented_commands())
+def test_documented_command_runs(world, command, monkeypatch, capsys):
     monkeypatch.chdir(world)
     words = shlex.split(command)[1:]
     code = main(words + fast_options(words))
@@ -93,6 +105,7 @@ def test_readme_command_runs(world, command, monkeypatch, capsys):
         assert Path(words[words.index("-o") + 1]).exists()
 
 
-def test_the_readme_has_the_commands_this_test_expects():
-    commands = readme_commands()
-    assert len(commands) >= 30 and any(c.startswith("lossnet pix2pix train") for c in commands)
+def test_the_readme_and_the_docs_have_the_commands_this_test_expects():
+    readme = commands_in(REPO / "README.md")
+    assert len(readme) >= 15 and any(c.startswith("lossnet pix2pix train") for c in readme)
+    assert len(documented_commands()) >= 40 and any(c.startswith("lossnet viz patches") for c in documented_commands())
