@@ -69,10 +69,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv=None) -> None:
-    import time
-
-    from lossnet.precision import cpu_info, describe_cpu
-    from run import commit, write_section
+    from lossnet.precision import cpu_info
+    from run import record
 
     p = argparse.ArgumentParser(prog="bench_big.py")
     p.add_argument("--sizes", default="512,1024,2048,4032x3024")
@@ -82,9 +80,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     flags = cpu_info()[1]
     precisions = [x for x in a.precisions.split(",") if x == "fp32" or {"avx512_bf16", "amx_bf16"} & set(flags)]
-    lines = [f"`python bench/bench_big.py`, {time.strftime('%Y-%m-%d')}, commit {commit()}; CPU: {describe_cpu()}; "
-             f"{THREADS} thread(s); each run a fresh process, A B A B, best of {a.repeats}.\n",
-             "| image | precision | plain PyTorch s | lossnet s | lossnet / plain | plain peak GB | lossnet peak GB | "
+    lines = ["| image | precision | plain PyTorch s | lossnet s | lossnet / plain | plain peak GB | lossnet peak GB | "
              "lossnet in tiles, --max-memory 1: s | tiles / whole | peak GB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for size in a.sizes.split(","):
@@ -102,10 +98,13 @@ def main(argv=None) -> None:
             lines.append(f"| {w}x{h} | {precision} | {best['plain']:.2f} | {best['lossnet']:.2f} | "
                          f"{best['lossnet'] / best['plain']:.2f}x | {peak['plain']:.2f} | {peak['lossnet']:.2f} | {tiles} |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if not a.no_write:
-        write_section("Large photos: lossnet against a plain PyTorch network", text)
+    lines += ["", f"Seconds and peak RSS of stylising one image with `starry` ({THREADS} thread{'s' * (THREADS != 1)}; each run a fresh "
+              f"process, the two alternating, best of {a.repeats}) against pytorch/examples' network written plainly "
+              "(bench/plain.py); `lossnet / plain` below 1 is lossnet faster. lossnet runs an image whole while it "
+              "fits in half the available memory; the last three columns force tiles with `--max-memory 1` (GiB), "
+              "whose cost includes the statistics pass over a 2 MP copy that keeps tiles in agreement."]
+    record("Large photos: lossnet against a plain PyTorch network", "\n".join(lines), "bench_big.py",
+           sys.argv[1:] if argv is None else argv, write=not a.no_write)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -185,14 +184,14 @@ def main(argv=None) -> None:
         return memory_child(*args.memory_child)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from run import commit, machine, write_section
+    from run import busy, conditions, record
 
     from lossnet.weights import vgg_weights
 
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()
-    about = machine()
+    about = conditions()
     print(about, flush=True)
     print(f"peak memory: {args.memory_size}x{args.memory_size} stylize, {args.memory_iters} iterations ...", flush=True)
     memory = peak_memory(args.memory_size, args.memory_iters)
@@ -214,49 +213,26 @@ def main(argv=None) -> None:
               f"CPU: {cpu_project:.3f} vs {cpu_naive:.3f}, {cpu_naive / cpu_project:.2f}x; "
               f"first loss {loss_project:.6g} vs {loss_naive:.6g}", flush=True)
 
-    load_end = "/".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     gb = memory["maxrss_mb"] / 1024
     table = ["| measurement | project | naive reference | project speed-up | goal |", "|---|---|---|---|---|"]
-    for size, project, naive, cpu_project, cpu_naive, _, _ in rows:
+    for size, project, naive, cpu_project, cpu_naive, loss_project, loss_naive in rows:
         table.append(f"| {size}x{size}, s/iteration (wall) | {project:.3f} | {naive:.3f} | **{naive / project:.2f}x** | >= 1.5x |")
         table.append(f"| {size}x{size}, CPU s/iteration | {cpu_project:.3f} | {cpu_naive:.3f} | {cpu_naive / cpu_project:.2f}x | |")
-    table.append(f"| {args.memory_size}x{args.memory_size} stylize, peak RSS | {gb:.2f} GB | | | <= 6 GB |")
-    checks = "; ".join(f"{r[0]}x{r[0]}: {r[5]:.6g} vs {r[6]:.6g}" for r in rows)
+        table.append(f"| {size}x{size}, loss at the first iteration | {loss_project:.6g} | {loss_naive:.6g} | | equal |")
+    table.append(f"| {args.memory_size}x{args.memory_size} stylize, {args.memory_iters} iterations, peak RSS | "
+                 f"{gb:.2f} GB | | | <= 6 GB |")
     text = "\n".join([
-        f"Command: `make bench` (or `.venv/bin/python bench/run.py --only core`). Date: {date.today().isoformat()}. "
-        f"Commit: {commit()}.",
-        "",
-        f"Machine: {about}, {load_end} at the end."
-        + (" Other jobs shared the cores during this run (load average above the core count): absolute times "
-           "are inflated and noisy; both loops ran under the same conditions, one after the other."
-           if max(os.getloadavg()) > (os.cpu_count() or 1) else ""),
-        "",
         *table,
         "",
-        f"Median seconds per L-BFGS iteration over {args.iters} timed iterations after {args.warmup} warm-up ones "
-        "(wall clock, and CPU time of the process, which other jobs on the cores disturb less), "
-        "content = scikit-image astronaut, style = `make_style('swirls')`, both at the size shown, offline "
-        "VGG16 (HED) weights for both loops. Loss at the first iteration, project vs naive (same objective): "
-        f"{checks}.",
-        "",
-        "The naive loop runs all 31 layers of VGG16 `features` (a plain `nn.Sequential`, hooks on the taps, "
-        "out-of-place ReLUs, trainable parameters) and recomputes the content features and style Grams from "
-        "the images every step. The project's loop stops at relu5_1 (26 layers), has frozen parameters (no "
-        "weight gradients), computes the targets once, and uses in-place ReLUs.",
-        "",
-        f"Peak memory: a fresh process running `stylize` on a {args.memory_size}x{args.memory_size} content and "
-        f"style for {args.memory_iters} iterations (max RSS from `resource.getrusage`; VmHWM "
-        f"{memory['vmhwm_mb'] / 1024:.2f} GB; {memory['seconds']:.0f} s including setup)."
-        if memory.get("vmhwm_mb") else
-        f"Peak memory: a fresh process running `stylize` at {args.memory_size}x{args.memory_size} "
-        f"for {args.memory_iters} iterations (max RSS from `resource.getrusage`).",
+        f"Median seconds per L-BFGS iteration ({args.iters} timed after {args.warmup} warm-up; wall clock, and the "
+        "process's CPU time, which other jobs disturb less) on the same objective, weights (offline VGG16) and "
+        "images (scikit-image's astronaut, `make_style('swirls')`): the naive loop runs all 31 layers of VGG16 "
+        "with trainable parameters and recomputes its targets every step; the project's stops at relu5_1, frozen, "
+        "with targets computed once and in-place ReLUs. Peak RSS is a fresh process's. Run with "
+        f"{about}" + (", so other jobs shared the cores and times are inflated." if busy() else "."),
     ])
-    print()
-    print(f"## {HEADING}\n\n{text}\n")
     print(f"(bench_core took {time.time() - started:.0f} s)")
-    if not args.no_write:
-        write_section(HEADING, text)
-        print(f"wrote section '{HEADING}' of {ROOT / 'BENCHMARKS.md'}")
+    record(HEADING, text, "bench_core.py", sys.argv[1:] if argv is None else argv, write=not args.no_write)
 
 
 if __name__ == "__main__":

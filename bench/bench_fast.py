@@ -1,6 +1,6 @@
 """Feed-forward style transfer: speed, memory, and quality against Gatys on the same objective.
 
-    python bench/bench_fast.py            # speed table (markdown): ms/image, FLOP bound, ONNX, tiles, lite
+    python bench/bench_fast.py [--no-write]   # speed section: ms/image, FLOP bound, ONNX, Gatys, tiles, lite
     python bench/bench_fast.py quality [MODELS [SIZE]] [--photos N] [--iters N] [--styles K,K] [--split S] [--start N]
         # the network's objective vs Gatys from the photo and noise (--styles: those styles of a multi-style net)
     python bench/bench_fast.py paint [MODELS] [--sizes 256,512] [--photos N] [--split S] [--sheet FILE] [--gatys N]
@@ -9,7 +9,8 @@
     python bench/bench_fast.py amortization [MODEL] [--photos N] [--steps N]
         # the network fine-tuned on each held-out photo alone: what its architecture can reach for one photo
 
-`main()` prints the speed table (bench/run.py calls it). Timings use 2 threads (the project's 2-core box);
+`main()` measures the speed section of BENCHMARKS.md (bench/run.py calls it; `--no-write` prints only); `quality`
+prints rows for its quality table. Timings use 2 threads (BENCH_THREADS; the project's 2-core box);
 each is the best of several runs after a warm-up (see `best_ms`), and the conv throughput is measured before
 and after the networks, the better of the two setting the FLOP bound.
 """
@@ -38,8 +39,8 @@ CONTENT_PHOTOS = DATA / "content"  # neural-style's 8 example photos: never trai
 
 
 def best_ms(fn, repeats: int = 5, warmup: int = 1) -> float:
-    """The fastest of `repeats` runs. This VM shares its host: the same conv measured 89 and 151 GFLOP/s in two
-    runs minutes apart, so medians swing with the neighbours; the best run is what the machine can do, and the
+    """The fastest of `repeats` runs. On a VM that shares its host the same conv can run at 89 or 151 GFLOP/s
+    minutes apart, so medians swing with the neighbours; the best run is what the machine can do, and the
     throughput and the networks are both taken as their best."""
     for _ in range(warmup):
         fn()
@@ -132,31 +133,43 @@ def speed_rows(model: TransformerNet, name: str, sizes=(256, 512, 1024)) -> list
     return rows
 
 
+HEADING = "Feed-forward style (lossnet.fast)"
+
+
 def main(argv=None) -> None:
+    """The speed section: ms per image against the FLOP bound, Gatys against one pass, tiles' peak memory."""
+    from run import record
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(THREADS)
     before = conv_throughput()
     models = {"full": TransformerNet().eval(), "lite": TransformerNet(arch="lite").eval()}
     rows = [r for name, m in models.items() for r in speed_rows(m, name)]
     after = conv_throughput()
     throughput = max(before, after)
-    print(f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {THREADS} threads; measured conv "
-          f"throughput (3x3, 128->128, 64x64, channels-last, best of 20): **{throughput:.1f} GFLOP/s** "
-          f"(before the networks {before:.1f}, after {after:.1f})\n")
-    print("| net | size | GFLOPs | FLOP bound ms | torch eager ms | eager / bound | ONNX Runtime ms | ORT / bound | images/s (best) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    lines = ["| net | size | GFLOPs | FLOP bound ms | torch eager ms | eager / bound | ONNX Runtime ms | ORT / bound "
+             "| images/s (best) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s, gflop, eager, ort in rows:
         bound = gflop / throughput * 1000
-        print(f"| {name} | {s}x{s} | {gflop:.2f} | {bound:.0f} | {eager:.0f} | {eager / bound:.2f}x | {ort:.0f} | "
-              f"{ort / bound:.2f}x | {1000 / min(eager, ort):.1f} |")
+        lines.append(f"| {name} | {s}x{s} | {gflop:.2f} | {bound:.0f} | {eager:.0f} | {eager / bound:.2f}x | "
+                     f"{ort:.0f} | {ort / bound:.2f}x | {1000 / min(eager, ort):.1f} |")
     gatys = gatys_iteration_ms(256)
     eager, ort = next((r[3], r[4]) for r in rows if r[0] == "full" and r[1] == 256)
-    print(f"\nGatys at 256x256 (same objective, L-BFGS): {gatys:.0f} ms/iteration, 300 iterations = "
-          f"{gatys * 300 / 1000:.0f} s (extrapolated from 5); feed-forward full net: **{gatys * 300 / eager:.0f}x "
-          f"faster** in torch eager ({eager:.0f} ms), **{gatys * 300 / ort:.0f}x** in ONNX Runtime ({ort:.0f} ms) "
-          f"(paper, GPU: 636x)")
     gb, seconds = peak_memory_tiled("full")
-    print(f"\n3840x2160 through the full net in tiles (`--max-memory 1`: tiles as large as 1 GiB allows, 64 px "
-          f"of context each, statistics from a 2 MP copy): peak memory {gb:.2f} GB, {seconds:.0f} s")
+    lines += ["", "| measurement | value |", "|---|---|",
+              f"| Gatys at 256x256 on the training objective, ms per L-BFGS iteration | {gatys:.0f} |",
+              f"| 300 Gatys iterations over one pass of the full net, torch eager | **{gatys * 300 / eager:.0f}x** |",
+              f"| 300 Gatys iterations over one pass of the full net, ONNX Runtime | **{gatys * 300 / ort:.0f}x** |",
+              f"| 3840x2160 through the full net in tiles (`--max-memory 1`), peak memory | {gb:.2f} GB |",
+              f"| 3840x2160 through the full net in tiles (`--max-memory 1`), seconds | {seconds:.0f} |",
+              "",
+              f"Untrained networks (speed does not depend on weights), {THREADS} threads, the best of 3-9 runs; the "
+              "FLOP bound is the architecture's conv FLOPs, every conv as written, at the measured conv throughput, "
+              f"{throughput:.1f} GFLOP/s (3x3 128->128 at 64x64, channels-last; {before:.1f} before the networks, "
+              f"{after:.1f} after). Eager torch runs each upsampling conv as four 2x2 phase convs (4/9 of its "
+              "FLOPs) while ONNX has the plain convs; the goal is the full net within 1.5x of its bound, and 300 Gatys "
+              "iterations are extrapolated from 5 (the paper, on a GPU: 636x)."]
+    record(HEADING, "\n".join(lines), "bench_fast.py", argv, write="--no-write" not in argv)
 
 
 # ----------------------------------------------------------------------------- quality vs Gatys
@@ -198,17 +211,18 @@ def photo_set(photos: int, size: int, split: str = "val", start: int = 0) -> tup
 
 def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 256,
             checkpoints=(25, 50, 100, 200), cache=ROOT / "runs" / "quality", styles=None, split: str = "val",
-            start: int = 0) -> None:
+            start: int = 0, run: str | None = None) -> None:
     """The paper's claim: one forward pass reaches the objective Gatys reaches after ~50-100 L-BFGS iterations.
 
     Same loss network, layers and weights as training (read from the model file); Gatys (fp32) starts from the
     photo and, as in the paper's comparison, from noise. Photos: the first `photos` of BSDS500/val (never
     used for training), longest side `size` (the networks train on 256 px crops). Also the style term alone,
-    relative to the photo's own (the independent check of the issue: lower = more stylised). `styles`: the
+    relative to the photo's own (a check that does not depend on the weights: lower = more stylised). `styles`: the
     indices of a multi-style net's styles to measure (all by default). `split`: another BSDS500 split instead of
     `val` (`train`, `test`: the photos the models were trained on, to see how much they memorise); `start`: skip
     that many photos first (to compare training runs on photos other than the ones reported); `content`: the 8
-    photos of ../shared/data/content instead (held out too, and not BSDS500-like: what the video clips are made of)."""
+    photos of ../shared/data/content instead (held out too, and not BSDS500-like: what the video clips are made of).
+    `run`: the command that ran it, appended to each table row with the date, commit and CPU (bench/run.py)."""
     torch.set_num_threads(THREADS)
     cache.mkdir(parents=True, exist_ok=True)
     files, images = photo_set(photos, size, split, start)
@@ -240,20 +254,23 @@ def quality(model_names=("starry", "starry-lite"), photos: int = 5, size: int = 
     print(f"Objective (content relu2_2 + style relu1_2..relu4_3 + TV, as trained) on {len(files)} {source} photos "
           f"at {size} px, mean; Gatys L-BFGS in fp32 on the same objective:\n")
     if not checkpoints:  # --iters 0: the networks alone, without the slow Gatys curves
-        print("| model | feed-forward | style term / photo's |\n|---|---|---|")
+        lines = ["| model | feed-forward | style term / photo's |", "|---|---|---|"]
+        lines += [f"| {r['name']} | {r['ff']:.3f} | {r['style_ratio']:.2f} |" for r in table]
+    else:
+        lines = ["| model | feed-forward | style term / photo's | Gatys from the photo: 0 / "
+                 + " / ".join(map(str, checkpoints)) + " it | reached at | Gatys from noise: 0 / "
+                 + " / ".join(map(str, checkpoints)) + " it | reached at |", "|---|---|---|---|---|---|---|"]
         for r in table:
-            print(f"| {r['name']} | {r['ff']:.3f} | {r['style_ratio']:.2f} |")
-        return
-    print("| model | feed-forward | style term / photo's | Gatys from the photo: 0 / " + " / ".join(map(str, checkpoints))
-          + " it | reached at | Gatys from noise: 0 / " + " / ".join(map(str, checkpoints)) + " it | reached at |")
-    print("|---|---|---|---|---|---|---|")
-    for r in table:
-        cells = []
-        for start in STARTS:
-            equal = r[start + "_equal"]
-            cells += [" / ".join(f"{r[start][n]:.2f}" for n in (0, *checkpoints)),
-                      f"iteration {equal}" if equal is not None else f"> {max(checkpoints)}"]
-        print(f"| {r['name']} | {r['ff']:.3f} | {r['style_ratio']:.2f} | " + " | ".join(cells) + " |")
+            cells = []
+            for start in STARTS:
+                equal = r[start + "_equal"]
+                cells += [" / ".join(f"{r[start][n]:.2f}" for n in (0, *checkpoints)),
+                          f"iteration {equal}" if equal is not None else f"> {max(checkpoints)}"]
+            lines.append(f"| {r['name']} | {r['ff']:.3f} | {r['style_ratio']:.2f} | " + " | ".join(cells) + " |")
+    if run:
+        from run import stamp
+        lines = [stamp("\n".join(lines), run)]
+    print("\n".join(lines))
 
 
 def gatys_curves(cfg, loss_net, grams, style_name: str, files, images, iters: int, cache: Path, size: int,
@@ -485,6 +502,7 @@ if __name__ == "__main__":
         paint(a.models.split(","), tuple(int(x) for x in a.sizes.split(",")), a.photos, a.split, a.sheet, a.gatys)
     elif sys.argv[1:2] == ["quality"]:
         import argparse
+        from run import command
         parser = argparse.ArgumentParser(prog="bench_fast.py quality")
         parser.add_argument("models", nargs="?", default="starry,starry-lite", help="comma-separated names or paths")
         parser.add_argument("size", nargs="?", type=int, default=256)
@@ -499,6 +517,7 @@ if __name__ == "__main__":
         a = parser.parse_args(sys.argv[2:])
         quality(a.models.split(","), photos=a.photos, size=a.size,
                 checkpoints=tuple(n for n in (25, 50, 100, 200, 400) if n < a.iters) + ((a.iters,) if a.iters else ()),
-                styles=None if a.styles is None else [int(k) for k in a.styles.split(",")], split=a.split, start=a.start)
+                styles=None if a.styles is None else [int(k) for k in a.styles.split(",")], split=a.split, start=a.start,
+                run=command("bench_fast.py", sys.argv[1:]))
     else:
         main(sys.argv[1:])

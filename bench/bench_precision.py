@@ -2,7 +2,7 @@
 
     python bench/bench_precision.py             # prints the section and writes it into BENCHMARKS.md
     python bench/bench_precision.py --no-write  # prints only
-    python bench/bench_precision.py psnr starry paintings8   # bf16 against fp32 output of these models, every style
+    python bench/bench_precision.py psnr starry paintings8   # rows of bf16 against fp32 output, every style
 
 The bf16 numbers are what `--precision bf16` (and `auto` on a CPU with AMX or AVX512-BF16) runs: autocast
 around the networks, Gram matrices, losses and norm statistics in fp32. FLOP bounds are the architecture's
@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -139,10 +138,19 @@ def inference_rows(throughput: dict) -> list[str]:
             bound = gflop / throughput[name]
             cells += [f"{s * 1000:.0f}", f"{s / bound:.2f}x", f"{batch / s:.1f}"]
         rows.append(f"| {arch} | {size}x{size} | {batch} | {gflop:.1f} | " + " | ".join(cells) + " |")
-    rows.append("")
-    rows.append("bf16 output against fp32 output, scikit-image's astronaut at 512 px: "
-                + ", ".join(f"`{names[arch]}` **{model_psnr(net)[0]:.1f} dB** PSNR" for arch, net in nets.items())
-                + " (goal >= 40 dB)")
+    rows += ["", *psnr_rows({names[arch]: net for arch, net in nets.items()})]
+    return rows
+
+
+def psnr_rows(models: dict) -> list[str]:
+    """A table of bf16 against fp32 output per model ({name: a bundled name, a file or a network}), its range
+    over the styles of a multi-style one."""
+    rows = ["| model | bf16 against fp32 output, PSNR | goal |", "|---|---|---|"]
+    for name, model in models.items():
+        values = model_psnr(model)
+        cell = f"{values[0]:.1f} dB" if len(values) == 1 else \
+            f"{min(values):.1f}-{max(values):.1f} dB over {len(values)} styles"
+        rows.append(f"| `{name}` | **{cell}** | >= 40 dB |")
     return rows
 
 
@@ -150,33 +158,33 @@ def section() -> str:
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     support = precision.bf16_support("cpu")
-    lines = [f"CPU: {precision.describe_cpu()}; torch {torch.__version__}, {THREADS} threads. "
-             + ("bf16 is fast here (" + support + ")." if support else
-                "**This CPU has no AMX or AVX512-BF16: bf16 is emulated and slower; `auto` picks fp32.**"), ""]
     thr = {n: conv_throughput(f) for n, f in FORMATS.items()}
     thr_bwd = {n: conv_throughput(f, backward=True) for n, f in FORMATS.items()}
-    lines += ["| conv 3x3 128->128, 64x64, batch 4, channels-last | fp32 GFLOP/s | bf16 GFLOP/s | bf16 / fp32 |",
-              "|---|---|---|---|",
-              f"| forward | {thr['fp32']:.0f} | {thr['bf16']:.0f} | {thr['bf16'] / thr['fp32']:.2f}x |",
-              f"| forward + both gradients | {thr_bwd['fp32']:.0f} | {thr_bwd['bf16']:.0f} | "
-              f"{thr_bwd['bf16'] / thr_bwd['fp32']:.2f}x |", ""]
+    lines = ["| conv 3x3 128->128, 64x64, batch 4, channels-last | fp32 GFLOP/s | bf16 GFLOP/s | bf16 / fp32 |",
+             "|---|---|---|---|",
+             f"| forward | {thr['fp32']:.0f} | {thr['bf16']:.0f} | {thr['bf16'] / thr['fp32']:.2f}x |",
+             f"| forward + both gradients | {thr_bwd['fp32']:.0f} | {thr_bwd['bf16']:.0f} | "
+             f"{thr_bwd['bf16'] / thr_bwd['fp32']:.2f}x |", ""]
     task = training_task()
     batch = task.batch(0)
     flops = training_step_flops(task, batch)
     seconds = {n: training_step_seconds(task, batch, f) for n, f in FORMATS.items()}
-    lines += [f"Style-training step (default TransformerNet, VGG16 loss to relu4_3, batch 4, 256x256, Adam; "
-              f"{flops / 1e9:.0f} GFLOP of convs, forward + backward), best of 3:", "",
-              "| | fp32 | bf16 | fp32 / bf16 |", "|---|---|---|---|",
+    lines += [f"| style-training step ({flops / 1e9:.0f} GFLOP of convs) | fp32 | bf16 | fp32 / bf16 |",
+              "|---|---|---|---|",
               f"| seconds per step | {seconds['fp32']:.2f} | {seconds['bf16']:.2f} | **{seconds['fp32'] / seconds['bf16']:.2f}x** |",
               f"| FLOP bound (forward+backward conv throughput) | {flops / 1e9 / thr_bwd['fp32']:.2f} s | "
               f"{flops / 1e9 / thr_bwd['bf16']:.2f} s | |",
               f"| step / bound | {seconds['fp32'] / (flops / 1e9 / thr_bwd['fp32']):.2f}x | "
-              f"{seconds['bf16'] / (flops / 1e9 / thr_bwd['bf16']):.2f}x | |", ""]
-    lines += ["Feed-forward inference (`fast.apply`, bundled `starry` / `starry-lite`, no tiles), best of 3-7; "
-              "bound = conv GFLOPs / forward conv throughput of the same format:", "",
+              f"{seconds['bf16'] / (flops / 1e9 / thr_bwd['bf16']):.2f}x | |", "",
               "| net | size | batch | GFLOPs | fp32 ms | fp32 / bound | fp32 images/s | bf16 ms | bf16 / bound | bf16 images/s |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     lines += inference_rows(thr)
+    lines += ["", f"{THREADS} thread{'s' * (THREADS != 1)}. The training step is the default TransformerNet with the VGG16 loss to relu4_3, "
+              "a batch of 4 at 256x256 and Adam, best of 3; inference is `fast.apply` on the bundled `starry` / "
+              "`starry-lite` without tiles, best of 3-7; each bound is the conv FLOPs over the conv throughput "
+              "measured above in the same format. PSNR: bf16 against fp32 output on scikit-image's astronaut at 512 "
+              "px; " + (f"bf16 is fast on this CPU ({support})." if support else
+                        "**this CPU has no AMX or AVX512-BF16: bf16 is emulated and slower, and `auto` picks fp32.**")]
     return "\n".join(lines)
 
 
@@ -191,18 +199,14 @@ def model_psnr(name: str | fast.TransformerNet, size: int = 512) -> list[float]:
 
 
 def main(argv=None) -> None:
-    argv = list(argv or [])
-    if argv[:1] == ["psnr"]:
+    from run import command, record, stamp
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["psnr"]:  # rows for the section's PSNR table, one model at a time
         torch.set_num_threads(THREADS)
-        for name in argv[1:]:
-            print(f"{name}: " + ", ".join(f"{q:.1f}" for q in model_psnr(name)) + " dB (bf16 against fp32, every style)")
+        print(stamp("\n".join(psnr_rows({name: name for name in argv[1:]})), command("bench_precision.py", argv)))
         return
-    text = section()
-    print(text)
-    if "--no-write" not in argv:
-        from run import commit, write_section
-        write_section("fp32 and bf16", f"`python bench/bench_precision.py`, {time.strftime('%Y-%m-%d')}, "
-                                       f"commit {commit()}.\n\n{text}")
+    record("fp32 and bf16", section(), "bench_precision.py", argv, write="--no-write" not in argv)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
 """Super-resolution and pix2pix speed: ms per 512x512 output (x4 from 128x128, x8 from 64x64; pix2pix 256x256
 for unet_256-sized inputs) on BENCH_THREADS CPU threads (default 2), eager PyTorch in fp32 and bf16 (the library's
-own `upscale` / `apply` with `precision=`) and ONNX Runtime. `main()` prints a markdown table (bench/run.py calls
-it by module name)."""
+own `upscale` / `apply` with `precision=`) and ONNX Runtime. `main()` writes the section of BENCHMARKS.md
+(bench/run.py calls it by module name; `--no-write` prints only)."""
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-
-import os
 
 import torch
 
@@ -57,6 +57,9 @@ def _bf16_ms(fn) -> str:
 
 
 def main(argv=None) -> None:
+    from run import record
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(THREADS)
     models = bundled_models()
     rows = []
@@ -81,19 +84,22 @@ def main(argv=None) -> None:
     # depend on its weights)
     reference = {"netG": "unet_256", "ngf": 64, "norm": "batch", "dropout": True}
     nets = {f"`{name}`": pix2pix.load_generator(name) for name in registry.bundled(pix2pix.KIND)}
-    nets["at the reference's size, untrained,"] = pix2pix.build_generator(reference).train()
-    nets["at the reference's size, untrained,"].config = reference
+    nets["at the reference's size, not bundled"] = pix2pix.build_generator(reference).train()
+    nets["at the reference's size, not bundled"].config = reference
     for name, net in nets.items():
         x = torch.rand(1, 3, 256, 256)
         eager = _time(lambda: pix2pix.apply(net, x, precision="fp32"))
         bf16 = _bf16_ms(lambda fmt: pix2pix.apply(net, x, precision=fmt))
         rows.append(f"| pix2pix {name} ({net.config.get('netG')}, ngf {net.config.get('ngf')}; 256² -> 256²) | "
                     f"{eager:.0f} | {bf16} | | | |")
-    print(f"### Super-resolution and pix2pix, ms per output ({THREADS} thread(s), median of 5; "
-          f"CPU: {precision.describe_cpu()})\n")
-    print("| network | eager fp32 | eager bf16 | ONNX Runtime fp32 | bicubic (torch) | note |")
-    print("|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    text = "\n".join([
+        "| network | eager fp32 ms | eager bf16 ms | ONNX Runtime fp32 ms | bicubic (torch) ms | note |",
+        "|---|---|---|---|---|---|", *rows, "",
+        f"Milliseconds per output, the median of 5 on {THREADS} thread{'s' * (THREADS != 1)}: the library's own `superres.upscale` / "
+        "`pix2pix.apply` with `precision=`, ONNX Runtime on the exported graph, and torch's bicubic as the floor. "
+        "A network's speed does not depend on its weights; the reference-size pix2pix generator (unet_256, ngf 64) "
+        "is too large to bundle and is timed as built."])
+    record("Super-resolution (lossnet.superres)", text, "bench_sr.py", argv, write="--no-write" not in argv)
 
 
 if __name__ == "__main__":

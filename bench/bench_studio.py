@@ -208,38 +208,35 @@ def screenshot(path: Path, content: Path, style: Path) -> None:
             server.wait(timeout=30)
 
 
-def section(stats: dict) -> str:
-    from lossnet.precision import describe_cpu
-    from run import machine
+def section(stats: dict, load: str) -> str:
+    """The section's table and what it means; `load`: the load average at the start."""
     s = stats
     return "\n".join([
-        f"Machine: {machine()}. CPU: {describe_cpu()}.",
-        "",
-        f"`lossnet serve --workers 1 --max-queued 8 --threads 1`; {s['clients']} clients submit a feed-forward job "
-        "(starry-lite, 128 px) at the same moment, then poll their job every 0.2 s; one more client loads `/` "
-        "every 0.5 s.",
-        "",
         "| clients | accepted (202) | done | refused (503) | Retry-After (s) | lost or stuck | wall | "
         "status polls | poll p50 | poll p95 | `GET /` p95 | peak RSS server | peak RSS server + jobs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {s['clients']} | {s['accepted']} | {s['done']} | {s['refused_503']} | {', '.join(map(str, s['retry_after']))} "
         f"| {s['lost_or_stuck']} | {s['wall_s']:.1f} s | {s['polls']} | {s['poll_p50_ms']:.1f} ms | "
         f"{s['poll_p95_ms']:.1f} ms | {s['page_p95_ms']:.1f} ms | {s['peak_server_mb']:.0f} MB | {s['peak_total_mb']:.0f} MB |",
+        "",
+        f"`lossnet serve --workers 1 --max-queued 8 --threads 1`; {s['clients']} clients submit a feed-forward job "
+        "(starry-lite, 128 px) at the same moment, then poll it every 0.2 s while one more client loads `/` every "
+        "0.5 s: every job must end done or refused with 503 and a Retry-After, none lost or stuck. Load average "
+        f"{load} at the start.",
     ])
 
 
 def main(argv=None) -> None:
-    import time as clock
-
     from lossnet.io import to_pil
-    argv = list(argv or [])
+    from run import load_average, record
+    argv = list(sys.argv[1:] if argv is None else argv)
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import photo
     buffer = io.BytesIO()
     to_pil(photo("astronaut", 128)).save(buffer, format="PNG")
+    load = load_average()
     stats = load_test(buffer.getvalue())
-    text = section(stats)
-    print(text)
+    record("Studio under load", section(stats, load), "bench_studio.py", write="--no-write" not in argv)
     if "--screenshot" in argv:
         from lossnet.io import save_image
         out = Path(argv[argv.index("--screenshot") + 1])
@@ -252,10 +249,6 @@ def main(argv=None) -> None:
                     save_image(photo("coffee", 512), Path(tmp) / "coffee.png")
             screenshot(out, content, style)
         print(f"wrote {out}")
-    if "--no-write" not in argv:
-        from run import commit, write_section
-        write_section("studio under load", f"`python bench/bench_studio.py`, {clock.strftime('%Y-%m-%d')}, "
-                                           f"commit {commit()}.\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -184,16 +184,8 @@ def measure(models=None, clips=None) -> tuple[list[dict], list[dict]]:
 
 
 def section(quality: list[dict], speed: list[dict]) -> str:
-    from lossnet.precision import describe_cpu
-
     d = temporal.TemporalConfig()
-    lines = [f"CPU: {describe_cpu()}; torch {torch.__version__}, {THREADS} thread(s); {FRAMES} frames of "
-             f"{SIZE[1]}x{SIZE[0]} at {FPS} fps per clip; `--temporal` at its defaults (strength {d.strength}, "
-             f"DIS `{d.preset}` flow, `{d.check_preset}` back); the warping error on DIS `medium` flow of the input, "
-             f"and as a cross-check on Farneback's flow (another method than the one the blend follows), over the "
-             f"videos as written (H.264, read back with interpolated chroma); the objective on every "
-             f"{OBJECTIVE_EVERY}th frame.", "",
-             "| clip | model | E_warp input (floor) | per-frame | `--temporal` | change | change on Farneback flow | "
+    lines = ["| clip | model | E_warp input (floor) | per-frame | `--temporal` | change | change on Farneback flow | "
              "objective per-frame | `--temporal` | change | style term change |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in quality:
@@ -206,15 +198,19 @@ def section(quality: list[dict], speed: list[dict]) -> str:
     worst_e = max(r["temporal"] / r["per_frame"] for r in quality)
     worst_cross = max(r["cross"][2] / r["cross"][1] for r in quality)
     worst_o = max(r["objective"]["temporal"]["total"] / r["objective"]["per-frame"]["total"] for r in quality)
-    lines += ["", f"Worst case over the table: warping error {100 * (1 - worst_e):.0f} % below per-frame (goal: at "
-                  f"least 40 %; {100 * (1 - worst_cross):.0f} % on Farneback flow), objective {100 * (worst_o - 1):+.1f} % "
+    lines += ["", f"{FRAMES} frames of {SIZE[1]}x{SIZE[0]} at {FPS} fps per clip, `--temporal` at its defaults "
+                  f"(strength {d.strength}, DIS `{d.preset}` flow, `{d.check_preset}` back); the warping error on DIS "
+                  "`medium` flow of the input and, as a cross-check, on Farneback's (a flow the blend does not follow), "
+                  f"over the videos as written (H.264); the objective on every {OBJECTIVE_EVERY}th frame. Worst case: "
+                  f"warping error **{100 * (1 - worst_e):.0f} %** below per-frame (goal: at least 40 %; "
+                  f"{100 * (1 - worst_cross):.0f} % on Farneback flow), objective **{100 * (worst_o - 1):+.1f} %** "
                   "(goal: at most +10 %).", "",
-              f"Speed, `{next(iter(CLIPS))}` clip, ms per frame end to end (decode, network, flow, blend, encode), "
-              "the better of two runs:", "",
               "| model | per-frame ms | `--temporal` ms | ratio |", "|---|---|---|---|"]
     for r in speed:
         lines.append(f"| {r['model']} | {r['per_frame']:.0f} | {r['temporal']:.0f} | "
                      f"**{r['temporal'] / r['per_frame']:.2f}x** |")
+    lines += ["", f"ms per frame of the `{next(iter(CLIPS))}` clip end to end (decode, network, flow, blend, "
+                  f"encode), {THREADS} thread{'s' * (THREADS != 1)}, the better of two runs."]
     return "\n".join(lines)
 
 
@@ -262,13 +258,9 @@ def main(argv=None) -> None:
     argv = list(argv or [])
     names = [a for a in argv if not a.startswith("--")]
     quality, speed = measure(models=names[0].split(",") if names else None)
-    text = section(quality, speed)
-    print(text)
-    if "--no-write" not in argv:
-        from run import commit, write_section
-        write_section("Video: --temporal (lossnet.temporal)",
-                      f"`{' '.join(['python bench/bench_video.py', *argv])}`, {time.strftime('%Y-%m-%d')}, "
-                      f"commit {commit()}.\n\n{text}")
+    from run import record
+    record("Video: --temporal (lossnet.temporal)", section(quality, speed), "bench_video.py", argv,
+           write="--no-write" not in argv)
 
 
 if __name__ == "__main__":

