@@ -1,10 +1,11 @@
 """Which number format the networks run in: `--precision auto|fp32|bf16|fp16`.
 
-bf16 halves the bytes of every activation and, on CPUs with AMX (Intel Sapphire Rapids and later) or
-AVX512-BF16, runs convolutions 7-8x faster than fp32 (BENCHMARKS.md). Networks run under `torch.autocast`:
-convolutions and matrix products in the low format, with everything that loses accuracy there kept in fp32 by
-the code that computes it — parameters and optimiser state (autocast never changes them), Gram matrices and
-losses (`objectives`), instance-norm statistics (`nets.transformer`), L-BFGS history (the pixels stay fp32).
+bf16 halves the bytes of every activation and runs convolutions faster than fp32: about 6x on CPUs with AMX
+(Intel Sapphire Rapids and later), about 2x with AVX512-BF16 alone (BENCHMARKS.md, "fp32 and bf16"). Networks
+run under `torch.autocast`: convolutions and matrix products in the low format, with everything that loses
+accuracy there kept in fp32 by the code that computes it — parameters and optimiser state (autocast never
+changes them), Gram matrices and losses (`objectives`), instance-norm statistics (`nets.transformer`), L-BFGS
+history (the pixels stay fp32).
 
 `auto` is bf16 on a CPU that has AMX-BF16 or AVX512-BF16 or a CUDA device that supports bf16, fp32 elsewhere.
 `torch.backends.cpu.get_cpu_capability()` reports "AVX512" with or without AMX, so the CPU's flags are read
@@ -50,10 +51,12 @@ def cpu_bf16() -> str | None:
 
 
 def describe_cpu() -> str:
-    """One line for benchmarks: the CPU model and its bf16 flags."""
+    """One line for benchmarks: the CPU model, its bf16 flags and its widest vector instructions (AVX-512 or AVX2),
+    which set its fp32 speed: "AMD EPYC (avx512_bf16 avx512f)", "Intel Core (avx2; no AMX / AVX512-BF16)"."""
     model, flags = cpu_info()
     bf16 = [f for f in ("amx_bf16", "amx_tile", "avx512_bf16") if f in flags]
-    return f"{model} ({' '.join(bf16) if bf16 else 'no AMX / AVX512-BF16'})"
+    vector = next(([f] for f in ("avx512f", "avx2") if f in flags), [])
+    return f"{model} ({' '.join(bf16 + vector) if bf16 else '; '.join([*vector, 'no AMX / AVX512-BF16'])})"
 
 
 @dataclass(frozen=True)
