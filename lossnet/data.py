@@ -151,7 +151,7 @@ def gaussian_blur(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     degradation here, the class-model regulariser (lossnet.viz.class_model) and the video blend's detail
     (lossnet.temporal.blend)."""
     # at most the image's shorter side less one (what reflection padding allows): a wider kernel would only
-    # cost memory (sigma 1e9 asked for a 24 GB one), and this one is already flat across the image
+    # cost memory (sigma 1e9 would need 24 GB), and this one is already flat across the image
     radius = max(1, min(math.ceil(3 * sigma), min(image.shape[-2:]) - 1))
     x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
