@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ipaddress
-import time
 from pathlib import Path
 
 from ..cli import positive, positive_int
@@ -22,7 +21,7 @@ def cmd_serve(args) -> None:
     from ..studio import Settings, create_app
     from ..weights import cache_dir
 
-    run_dir = Path(args.run_dir) if args.run_dir else cache_dir() / "studio" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.run_dir) if args.run_dir else cache_dir() / "studio"  # one folder: the history goes on
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -32,7 +31,7 @@ def cmd_serve(args) -> None:
     where = "loopback only: other machines cannot connect (--host 0.0.0.0 to share)" if _loopback(args.host) else \
         "reachable from other machines: anyone who can connect can run jobs here"
     print(f"lossnet studio on http://{args.host}:{args.port}/ ({where})", flush=True)
-    print(f"results in {run_dir}/ ({args.workers} worker{'s' if args.workers > 1 else ''}, "
+    print(f"history and results in {run_dir}/ ({args.workers} worker{'s' if args.workers > 1 else ''}, "
           f"up to {args.max_queued} waiting jobs)", flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
                 timeout_graceful_shutdown=5)
@@ -49,7 +48,8 @@ def register(sub) -> None:
     p.add_argument("--max-upload-mb", type=positive, default=25.0, help="largest upload per request (default 25 MB)")
     p.add_argument("--max-pixels", type=positive, default=16.0, help="largest uploaded image in megapixels (default 16)")
     p.add_argument("--threads", type=positive_int, help="threads per job (default: the cores divided by --workers)")
-    p.add_argument("--run-dir", help="where jobs keep their uploads and results (default: a new folder in the cache)")
+    p.add_argument("--run-dir", help="where the history, uploads and results are kept; a restart with the same "
+                                     "folder lists every earlier job (default: studio/ in the lossnet cache)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                    help="the web server's request log (default warning)")
     p.set_defaults(func=cmd_serve)

@@ -5,11 +5,19 @@ own `main` on that argv (the same code as the command line, no second implementa
 as JSON lines on its stdout. A process per job makes cancelling exact (SIGTERM: the CLI's atomic writes leave
 nothing half-written), keeps a crash or a leak from reaching the server, and returns every job's memory.
 The queue holds at most `max_queued` waiting jobs; beyond that `submit` raises QueueFull (HTTP 503).
+
+Every job is recorded in the run folder's history (history.py), so a restarted server lists every earlier job
+and serves its results. Jobs that were waiting run after the restart, in their order. A job that was running
+when the server stopped (a `kill -9`, a crash, Ctrl-C) is not started again: it is marked failed, "interrupted
+by a restart", unless its result had already been written whole. Re-running it unasked could bring the server
+down in a loop, when the job itself is what stopped it (a photo too large for the memory, say), and its
+progress is lost anyway; the page shows its parameters, so running it again is one submission.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,10 +27,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .history import RESULT, SPEC, History
+
 TERMINAL = ("done", "failed", "cancelled")
-RESULT = "result.png"
 PREVIEW = "preview.png"
 LOG = "log.txt"
+INTERRUPTED = "interrupted by a restart"
 
 
 class QueueFull(RuntimeError):
@@ -38,6 +48,8 @@ class Job:
     argv: list[str]
     folder: Path
     stages: int = 1  # progress bars the method opens in turn (DeepDream: one per octave)
+    params: dict = field(default_factory=dict)  # the form's parameters, as submitted (shown with the job)
+    input: str | None = None  # the photo the result is compared with (a file in the folder), if any
     state: str = "queued"
     progress: float = 0.0
     eta_s: float | None = None
@@ -77,6 +89,8 @@ class JobQueue:
         self.lock = threading.Condition()
         self.closed = False
         self.root.mkdir(parents=True, exist_ok=True)
+        self.history = History(self.root)
+        self._restore()
         self.dispatcher = threading.Thread(target=self._dispatch, name="studio-dispatch", daemon=True)
         self.dispatcher.start()
 
@@ -113,6 +127,32 @@ class JobQueue:
         with self.lock:
             return self.jobs.get(job_id)
 
+    # -- the history
+    def _restore(self) -> None:
+        """The jobs of earlier runs: waiting ones queued again in their order, running ones ended (see above)."""
+        for record in self.history.jobs():
+            job = Job(record["id"], record["method"], record["argv"], self.root / record["id"], record["stages"],
+                      record["params"], record["input"], record["state"], error=record["error"],
+                      created=record["created"], started=record["started"], finished=record["finished"])
+            if job.state == "running":
+                if (job.folder / RESULT).is_file():  # written whole or not at all: the job had finished
+                    self._finish(job, "done")
+                else:
+                    self._finish(job, "failed", INTERRUPTED)
+            elif job.state == "queued":
+                if job.folder.is_dir():
+                    self.waiting.append(job)
+                else:
+                    self._finish(job, "failed", "its folder is gone")
+            if job.state == "done" and not (job.folder / RESULT).is_file():
+                self._finish(job, "failed", "its result file is gone")
+            self.jobs[job.id] = job
+
+    def _record(self, job: Job) -> dict:
+        return {"id": job.id, "method": job.method, "argv": job.argv, "stages": job.stages, "params": job.params,
+                "input": job.input, "state": job.state, "error": job.error, "created": job.created,
+                "started": job.started, "finished": job.finished}
+
     # -- changes
     def submit(self, job: Job) -> Job:
         with self.lock:
@@ -120,12 +160,40 @@ class JobQueue:
                 raise QueueFull(5)
             if len(self.waiting) >= self.max_queued:
                 raise QueueFull(self.retry_after())
-            (job.folder / "job.json").write_text(json.dumps({"argv": job.argv, "stages": job.stages,
-                                                                "preview_every_s": self.preview_every_s}))
+            spec = {k: v for k, v in self._record(job).items() if k in ("method", "argv", "stages", "params", "input",
+                                                                        "created")}
+            (job.folder / SPEC).write_text(json.dumps({**spec, "preview_every_s": self.preview_every_s}))
+            self.history.add(self._record(job))
             self.jobs[job.id] = job
             self.waiting.append(job)
             self.lock.notify_all()
         return job
+
+    def add_finished(self, job: Job) -> Job:
+        """A job whose result is already in its folder (a live-mode snapshot): recorded as done, never run."""
+        with self.lock:
+            job.started = job.started or job.created
+            self._finish(job, "done")
+            (job.folder / SPEC).write_text(json.dumps({k: v for k, v in self._record(job).items() if k in (
+                "method", "argv", "stages", "params", "input", "created")}))
+            self.jobs[job.id] = job
+        return job
+
+    def delete(self, job: Job) -> None:
+        """Forget a job and remove its folder; a queued or running one is cancelled first (its process ended)."""
+        self.cancel(job)
+        if job.process is not None:
+            try:
+                job.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+                job.process.wait()
+        with self.lock:
+            while job.id in self.running:  # the watcher records the end; then nothing touches the folder
+                self.lock.wait(0.1)
+            self.jobs.pop(job.id, None)
+            self.history.delete(job.id)
+        shutil.rmtree(job.folder, ignore_errors=True)
 
     def cancel(self, job: Job) -> None:
         with self.lock:
@@ -137,16 +205,15 @@ class JobQueue:
                 job.process.terminate()  # SIGTERM: the CLI stops, its atomic writes leave no partial file
 
     def close(self) -> None:
+        """Stop: waiting jobs stay queued in the history (the next start runs them), running ones are ended as a
+        `kill -9` would leave them, "interrupted by a restart"."""
         with self.lock:
             self.closed = True
-            for job in list(self.waiting):
-                self._finish(job, "cancelled")
             self.waiting.clear()
             running = [self.jobs[i] for i in self.running]
             self.lock.notify_all()
         for job in running:
             if job.process is not None:
-                job.cancelling = True
                 job.process.terminate()
         for job in running:
             if job.process is not None:
@@ -154,11 +221,17 @@ class JobQueue:
                     job.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     job.process.kill()
+        with self.lock:
+            end = time.time() + 5
+            while self.running and time.time() < end:  # the watchers record how each ended
+                self.lock.wait(0.1)
+        self.history.close()
 
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
         job.state, job.error, job.finished, job.eta_s = state, error, time.time(), None
         if state == "done":
             job.progress = 1.0
+        self.history.add(self._record(job))
 
     # -- the work
     def _dispatch(self) -> None:
@@ -170,6 +243,7 @@ class JobQueue:
                     return
                 job = self.waiting.popleft()
                 job.state, job.started, job.stage = "running", time.time(), "starting"
+                self.history.update(job.id, state="running", started=job.started)
                 self.running.add(job.id)
                 try:
                     job.process = self._start(job)
@@ -180,7 +254,8 @@ class JobQueue:
             threading.Thread(target=self._watch, args=(job,), name=f"studio-job-{job.id[:8]}", daemon=True).start()
 
     def _start(self, job: Job) -> subprocess.Popen:
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1",
+               "LOSSNET_STUDIO_SERVER": str(os.getpid())}
         with open(job.folder / LOG, "wb") as log:
             return subprocess.Popen([sys.executable, "-m", "lossnet.studio.worker", str(job.folder)],
                                     stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env)
@@ -201,6 +276,8 @@ class JobQueue:
         with self.lock:
             if job.cancelling:
                 self._finish(job, "cancelled")
+            elif self.closed:
+                self._finish(job, "failed", INTERRUPTED)
             elif code == 0 and (job.folder / RESULT).is_file():
                 self._finish(job, "done")
                 self.durations.append(job.finished - job.started)

@@ -59,7 +59,24 @@ class Reporter:
         self.events.flush()
 
 
+def end_with_the_server() -> None:
+    """Have Linux send this process SIGTERM when the server dies, even by `kill -9`: an orphaned job would go
+    on using the cores, and could write a result after the restarted server has marked it interrupted. (The
+    signal follows the thread that started the process, the queue's dispatcher, which lives as long as the
+    server.) Elsewhere there is no such call and an orphan runs to its end."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != os.environ.get("LOSSNET_STUDIO_SERVER", str(os.getppid())):
+        sys.exit(1)  # the server died before the call above took effect
+
+
 def main() -> int:
+    if sys.platform.startswith("linux"):
+        end_with_the_server()
     folder = Path(sys.argv[1])
     spec = json.loads((folder / "job.json").read_text())
     events = os.fdopen(os.dup(1), "w", buffering=1)
