@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
+from ..cards import budget
 from ..cli import add_device_args, add_train_command, cmd_train, positive_int, report_applied, resolve_run
 
 
-def budget(config: dict) -> str:
-    """A bundled model's training, as its file records it: steps reached, crop side, warm start. A warm start
-    from a file is shown by the file's name: the folder it had on the training machine means nothing here."""
-    t = config.get("training", {})
-    crop = t.get("crop", t.get("crop_size"))
-    return (f"{t.get('steps', t.get('iters', '?'))} steps" + (f" of {crop} px" if crop else "")
-            + (f" from {Path(t['init_from']).name}" if t.get("init_from") else ""))
-
-
 def cmd_models(args) -> None:
-    """Every model kind, with its bundled models: name, file size, training budget, what it does."""
+    """Every model kind, with its bundled models: name, file size, training budget, what it does; or, with
+    --card, one model's card."""
     from ..registry import bundled, kinds
 
+    if args.card is not None:
+        from ..cards import card
+        print(card(args.card), end="")
+        return
     models = bundled()
     for kind in kinds():
         print(f"{kind.name}: {kind.description}")
@@ -70,7 +66,10 @@ def register(sub) -> None:
     from ..registry import kinds
 
     p = sub.add_parser("models", help="list every model kind and its bundled models (style, super-resolution, "
-                                      "pix2pix)")
+                                      "pix2pix), or print one model's card")
+    p.add_argument("--card", metavar="MODEL", help="print this model's card: what it does, the commands that "
+                                                   "rebuild and measure it, its limitations, the licences of its "
+                                                   "inputs (a bundled name, a model file or a run folder)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("apply", help="run a trained model of any kind (its defaults) on an image, a folder or a video")
