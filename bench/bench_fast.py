@@ -445,7 +445,7 @@ def centred(image: torch.Tensor, side: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- gallery
 def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
     """Each bundled model on scikit-image's astronaut, chelsea and coffee (public domain / CC0), plus a blend
-    strip of every multi-style model; JPEGs small enough to commit."""
+    strip of every multi-style model; JPEGs small enough to commit, and the page that shows them (README.md)."""
     from lossnet.io import bundled_photo, resize_longest, save_image
 
     torch.set_num_threads(THREADS)
@@ -453,6 +453,7 @@ def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
     photos = {n: bundled_photo(n, size) for n in ("astronaut", "chelsea", "coffee")}
     lines = ["| model | " + " | ".join(photos) + " |", "|---|" + "---|" * len(photos)]
     lines.append("| (photo) | " + " | ".join(f"![{n}]({n}.jpg)" for n in photos) + " |")
+    blends = []
     for n, p in photos.items():
         save_image(p, out / f"{n}.jpg", quality=88)
     for name in fast.bundled_models():
@@ -471,6 +472,16 @@ def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
             strip = [fast.apply(net, p, torch.tensor([1 - t, t] + [0.0] * (net.n_styles - 2))) for t in
                      (0.0, 0.25, 0.5, 0.75, 1.0)]
             save_image(torch.cat([resize_longest(s, 256) for s in strip], -1), out / f"{name}_blend.jpg", quality=88)
+            blends.append(name)
+    page = [f"# Feed-forward style gallery (`lossnet stylize PHOTO --model NAME`)", "",
+            f"Photos: scikit-image's astronaut (NASA, public domain), chelsea and coffee (CC0), {size} px. Each model's "
+            "card (`lossnet models --card NAME`) says how it was trained and how it measures. Regenerate with "
+            "`python bench/bench_fast.py gallery`.", "", *lines, ""]
+    if blends:
+        page += ["Blend strips of the first two styles (`--blend 1,0,...` to `--blend 0,1,...` in steps of 0.25): "
+                 + ", ".join(f"`{n}`" for n in blends) + ".", ""]
+        page += [line for n in blends for line in (f"![{n} blend]({n}_blend.jpg)", "")]
+    (out / "README.md").write_text("\n".join(page))
     print("\n".join(lines))
 
 
