@@ -65,7 +65,7 @@ def wait(client, job_id: str, states=("done", "failed", "cancelled"), timeout: f
 
 
 def job_folders(client) -> set[str]:
-    return {p.name for p in Path(client.run_dir).iterdir()}
+    return {p.name for p in Path(client.run_dir).iterdir() if len(p.name) == 32 or p.name.startswith(".")}
 
 
 def test_health_and_methods_come_from_the_cli_parser(studio):
@@ -142,14 +142,16 @@ def test_cancel_a_running_and_a_queued_job_and_the_full_queue_answers_503(studio
     early = studio.get(f"/api/jobs/{running}/result")
     assert early.status_code == 409 and "running" in early.json()["error"]
     for r in queued:
-        assert studio.delete(f"/api/jobs/{r.json()['id']}").json()["state"] == "cancelled"
-    studio.delete(f"/api/jobs/{running}")
+        assert studio.post(f"/api/jobs/{r.json()['id']}/cancel").json()["state"] == "cancelled"
+    studio.post(f"/api/jobs/{running}/cancel")
     state = wait(studio, running)
     assert state["state"] == "cancelled"
     folder = Path(studio.run_dir) / running
     assert not (folder / "result.png").exists() and not any(p.name.startswith(".") for p in folder.iterdir())
-    again = studio.delete(f"/api/jobs/{running}")
+    again = studio.post(f"/api/jobs/{running}/cancel")
     assert again.status_code == 409 and "already ended" in again.json()["error"]
+    listed = {j["id"]: j["state"] for j in studio.get("/api/jobs").json()["jobs"]}
+    assert listed[running] == "cancelled"  # a cancelled job stays in the history until it is deleted
 
 
 def test_a_failed_job_reports_its_one_line_error_and_the_server_keeps_serving(studio):
@@ -217,6 +219,7 @@ def test_unknown_jobs_routes_and_oversized_requests_get_json_errors(studio):
     assert studio.get("/api/jobs/0123456789abcdef").json() == {"error": "no such job"}
     assert studio.get("/api/jobs/../../etc/passwd").status_code == 404
     assert studio.delete("/api/jobs/nope").status_code == 404
+    assert studio.post("/api/jobs/nope/cancel").status_code == 404
     assert studio.get("/api/nothing-here").status_code == 404
     big = studio.post("/api/jobs", data={"method": "fast-style"},
                       files=[("content", ("big.png", b"\0" * 6_000_000, "image/png"))])
@@ -248,3 +251,304 @@ def test_every_method_runs_through_the_studio(studio, method, files, fields):
     if method == "superres":
         assert image.size == (128, 128)
     assert min(image.size) >= 32
+
+
+# ----------------------------------------------------------------------------- history, delete, before/after
+def test_a_finished_job_keeps_its_input_for_the_before_after_slider_and_delete_removes_everything(studio):
+    photo_png = png_bytes(96)
+    r = submit(studio, "fast-style", {"content": [("photo.png", photo_png)]}, model="starry-lite", size=64)
+    done = wait(studio, r.json()["id"])
+    assert done["state"] == "done" and done["params"] == {"model": "starry-lite", "size": "64"}
+    assert done["title"] == "Feed-forward style (Johnson et al.)"
+    before = studio.get(done["input_url"])
+    assert before.status_code == 200 and before.content == photo_png  # the upload itself, as sent
+    folder = Path(studio.run_dir) / done["id"]
+    assert folder.is_dir()
+    gone = studio.delete(f"/api/jobs/{done['id']}")
+    assert gone.status_code == 200 and gone.json() == {"deleted": done["id"]}
+    assert not folder.exists() and studio.get(f"/api/jobs/{done['id']}").status_code == 404
+    assert done["id"] not in {j["id"] for j in studio.get("/api/jobs").json()["jobs"]}
+    # a running job is cancelled, then removed with its folder
+    content = {"content": [("c.png", png_bytes(64))], "style": [("s.png", png_bytes(64, "coffee"))]}
+    running = submit(studio, "stylize", content, size=64, iters=2000).json()["id"]
+    wait(studio, running, ("running",), until=lambda s: s["progress"] > 0)
+    assert studio.delete(f"/api/jobs/{running}").status_code == 200
+    assert not (Path(studio.run_dir) / running).exists() and studio.get(f"/api/jobs/{running}").status_code == 404
+    assert studio.get("/api/health").json()["running"] == 0
+
+
+def test_a_missing_or_corrupt_database_is_reported_and_rebuilt_from_the_job_folders(tmp_path):
+    run_dir = tmp_path / "run"
+    settings = Settings(run_dir=run_dir, workers=1, threads=1)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/health").json()["notice"] is None  # a new run folder: nothing to report
+        first = wait(client, submit(client, "fast-style", {"content": [("p.png", png_bytes(64))]},
+                                    model="starry-lite", size=48).json()["id"])
+        assert first["state"] == "done"
+    result = (run_dir / first["id"] / "result.png").read_bytes()
+    (run_dir / "studio.sqlite3").write_bytes(b"these bytes are not an SQLite database" * 100)
+    for part in ("studio.sqlite3-wal", "studio.sqlite3-shm"):
+        (run_dir / part).unlink(missing_ok=True)
+    with TestClient(create_app(settings)) as client:
+        notice = client.get("/api/health").json()["notice"]
+        assert "could not be read" in notice and "rebuilt from the job folders (1 job)" in notice
+        jobs = client.get("/api/jobs").json()
+        assert jobs["notice"] == notice and [(j["id"], j["state"]) for j in jobs["jobs"]] == [(first["id"], "done")]
+        assert jobs["jobs"][0]["params"] == {"model": "starry-lite", "size": "48"}
+        assert client.get(f"/api/jobs/{first['id']}/result").content == result
+    assert len(list(run_dir.glob("studio.sqlite3.corrupt-*"))) == 1  # kept aside, never read again
+    for part in run_dir.glob("studio.sqlite3*"):
+        part.unlink()
+    with TestClient(create_app(settings)) as client:
+        notice = client.get("/api/health").json()["notice"]
+        assert "was missing" in notice and client.get(f"/api/jobs/{first['id']}").json()["state"] == "done"
+
+
+class Server:
+    """A real `lossnet serve` process on a free port, talked to over HTTP."""
+
+    def __init__(self, run_dir: Path):
+        import os
+        import socket
+        import subprocess
+        import sys
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "lossnet", "serve", "--port", str(port), "--run-dir",
+                                         str(run_dir), "--threads", "1", "--max-queued", "4"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+        for _ in range(300):
+            try:
+                self.get("/api/health")
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.process.kill()
+        raise AssertionError(f"the server did not start: {self.process.stdout.read()!r}")
+
+    def get(self, path: str):
+        import json
+        import urllib.request
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            data = r.read()
+        return json.loads(data) if r.headers.get_content_type() == "application/json" else data
+
+    def submit(self, method: str, files: dict, **fields) -> str:
+        import json
+        import urllib.request
+        import uuid
+        boundary = uuid.uuid4().hex
+        body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                        for k, v in {"method": method, **fields}.items())
+        for key, (name, data) in files.items():
+            body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"; filename="{name}"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+        body += f"--{boundary}--\r\n".encode()
+        request = urllib.request.Request(self.url + "/api/jobs", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read())["id"]
+
+    def wait(self, job_id: str, until, timeout: float = 120) -> dict:
+        end = time.time() + timeout
+        while time.time() < end:
+            state = self.get(f"/api/jobs/{job_id}")
+            if until(state):
+                return state
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} still {state}")
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no shutdown code runs
+        self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+
+def processes_using(folder: Path) -> list[int]:
+    """Processes whose command line names `folder` (a job's worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(folder).encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process in /proc")
+def test_history_survives_kill_9_queued_jobs_run_and_the_running_one_is_marked_interrupted(tmp_path):
+    run_dir = tmp_path / "run"
+    ended = lambda s: s["state"] in ("done", "failed", "cancelled")  # noqa: E731
+    server = Server(run_dir)
+    try:
+        done = server.submit("fast-style", {"content": ("p.png", png_bytes(64))}, model="starry-lite", size=48)
+        assert server.wait(done, ended)["state"] == "done"
+        result = server.get(f"/api/jobs/{done}/result")
+        long = server.submit("stylize", {"content": ("c.png", png_bytes(64)), "style": ("s.png", png_bytes(64, "coffee"))},
+                             size=64, iters=2000)
+        queued = server.submit("fast-style", {"content": ("q.png", png_bytes(64, "coffee"))}, model="wave", size=48)
+        server.wait(long, lambda s: s["state"] == "running" and s["progress"] > 0)
+        assert server.get(f"/api/jobs/{queued}")["state"] == "queued"
+        assert processes_using(run_dir / long)
+    finally:
+        server.kill()
+    end = time.time() + 10
+    while processes_using(run_dir / long) and time.time() < end:  # the job process follows its server
+        time.sleep(0.1)
+    assert not processes_using(run_dir / long)
+
+    server = Server(run_dir)
+    try:
+        jobs = {j["id"]: j for j in server.get("/api/jobs")["jobs"]}
+        assert list(jobs) == [done, long, queued] and server.get("/api/health")["notice"] is None
+        assert jobs[done]["state"] == "done" and server.get(f"/api/jobs/{done}/result") == result
+        assert jobs[long]["state"] == "failed" and jobs[long]["error"] == "interrupted by a restart"
+        assert jobs[long]["params"] == {"size": "64", "iters": "2000"}
+        assert server.wait(queued, ended)["state"] == "done"  # it was waiting: it runs after the restart
+        assert max(Image.open(io.BytesIO(server.get(f"/api/jobs/{queued}/result"))).size) == 48
+    finally:
+        server.kill()
+
+    for part in run_dir.glob("studio.sqlite3-*"):  # and now a broken database (its log gone: it would mend it)
+        part.unlink()
+    (run_dir / "studio.sqlite3").write_bytes(b"\0garbage" * 4096)
+    server = Server(run_dir)
+    try:
+        assert "could not be read" in server.get("/api/health")["notice"]
+        jobs = {j["id"]: j["state"] for j in server.get("/api/jobs")["jobs"]}
+        assert jobs == {done: "done", long: "failed", queued: "done"}
+        assert server.get(f"/api/jobs/{done}/result") == result
+    finally:
+        server.kill()
+
+
+# ----------------------------------------------------------------------------- the gallery
+def test_the_gallery_shows_every_style_model_once_per_style_and_caches_thumbnails_by_file_hash(studio):
+    from lossnet.registry import bundled
+    from lossnet.studio.gallery import file_hash
+    models = {m["key"]: m for m in studio.get("/api/gallery").json()["models"]}
+    style_models = bundled("style")
+    assert set(style_models) <= set(models) and not {"x4-pixel", "facades-label2photo"} & set(models)
+    paintings = models["paintings8"]
+    assert len(paintings["thumbs"]) == 8 and paintings["styles"][2] == "the scream"
+    assert paintings["description"] == style_models["paintings8"].description
+    first = studio.get(paintings["thumbs"][0])
+    assert first.status_code == 200 and Image.open(io.BytesIO(first.content)).size == (160, 160)
+    cached = Path(studio.run_dir) / "gallery" / f"{file_hash(style_models['paintings8'].path)}-0.png"
+    made = cached.stat().st_mtime_ns
+    assert studio.get(paintings["thumbs"][0]).content == first.content and cached.stat().st_mtime_ns == made
+    other = studio.get(paintings["thumbs"][2]).content
+    assert other != first.content  # another style, another picture
+    assert studio.get("/api/gallery/paintings8/8.png").status_code == 404
+    assert studio.get("/api/gallery/no-such-model/0.png").status_code == 404
+
+
+def test_an_uploaded_model_joins_the_gallery_and_runs_by_its_key(studio, tmp_path):
+    from lossnet.registry import bundled, set_description
+    mine = tmp_path / "my-starry.safetensors"
+    mine.write_bytes(bundled("style")["starry-lite"].path.read_bytes())
+    set_description(mine, "my own starry night")  # another file: another hash
+    r = studio.post("/api/models", files=[("model", ("my-starry.safetensors", mine.read_bytes(), "application/octet-stream"))])
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    assert entry["key"].startswith("upload-") and entry["name"] == "my-starry" and entry["description"] == "my own starry night"
+    again = studio.post("/api/models", files=[("model", ("copy.safetensors", mine.read_bytes(), "application/octet-stream"))])
+    assert again.json()["key"] == entry["key"]  # the same file is one entry
+    assert [m["key"] for m in studio.get("/api/gallery").json()["models"]].count(entry["key"]) == 1
+    assert Image.open(io.BytesIO(studio.get(entry["thumbs"][0]).content)).size == (160, 160)
+    job = wait(studio, submit(studio, "fast-style", {"content": [("p.png", png_bytes(64))]}, model=entry["key"],
+                              size=48).json()["id"])
+    assert job["state"] == "done", job
+    bad = studio.post("/api/models", files=[("model", ("m.safetensors", b"not a model at all", "application/octet-stream"))])
+    assert bad.status_code == 400 and "m.safetensors" in bad.json()["error"]
+    assert not any(p.name.startswith(".upload-") for p in Path(studio.run_dir).iterdir())
+
+
+# ----------------------------------------------------------------------------- live mode
+def jpeg_bytes(size=(96, 64), name="astronaut") -> bytes:
+    from lossnet.io import to_pil
+    buffer = io.BytesIO()
+    to_pil(photo(name, max(size))).resize(size).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def live_result(ws) -> tuple[dict, Image.Image]:
+    import json
+    import struct
+    while True:
+        message = ws.receive()
+        if message.get("bytes") is not None:
+            data = message["bytes"]
+            length = struct.unpack(">I", data[:4])[0]
+            return json.loads(data[4:4 + length]), Image.open(io.BytesIO(data[4 + length:])).convert("RGB")
+        text = json.loads(message["text"])
+        assert text["type"] != "error", text
+
+
+def test_live_mode_stylises_the_newest_frame_and_drops_the_rest(studio):
+    import json
+    import struct
+
+    import numpy as np
+    frame = jpeg_bytes()
+    source = np.asarray(Image.open(io.BytesIO(frame)).convert("RGB"), dtype=np.float32)
+    with studio.websocket_connect("/api/live") as ws:
+        ws.send_text(json.dumps({"type": "settings", "model": "starry-lite"}))
+        assert json.loads(ws.receive_text())["model"] == "starry-lite"
+        ws.send_bytes(struct.pack(">I", 1) + frame)
+        header, first = live_result(ws)
+        assert header["seq"] == 1 and header["model"] == "starry-lite" and first.size == (96, 64)
+        assert np.abs(np.asarray(first, dtype=np.float32) - source).mean() > 20  # stylised, not echoed
+        for seq in range(2, 12):  # ten frames at once: only the newest are worked on
+            ws.send_bytes(struct.pack(">I", seq) + frame)
+        answered = []
+        while not answered or answered[-1]["seq"] != 11:
+            answered.append(live_result(ws)[0])
+        assert len(answered) < 10 and answered[-1]["dropped"] == 10 - len(answered)
+        ws.send_text(json.dumps({"type": "settings", "model": "wave"}))
+        ws.send_bytes(struct.pack(">I", 12) + frame)
+        header, waved = live_result(ws)
+        assert header["model"] == "wave" and np.abs(np.asarray(waved, dtype=np.float32) - np.asarray(first, dtype=np.float32)).mean() > 10
+        ws.send_text(json.dumps({"type": "settings", "model": "paintings8", "blend": [1, 2]}))
+        assert "8 weights" in json.loads(ws.receive_text())["error"]
+        ws.send_text(json.dumps({"type": "settings", "model": "../../etc/passwd"}))
+        assert "no style model" in json.loads(ws.receive_text())["error"]
+        ws.send_bytes(struct.pack(">I", 13) + b"not a picture")
+        assert json.loads(ws.receive_text()) == {"type": "error", "error": "a frame could not be decoded as an image", "seq": 13}
+        ws.send_text(json.dumps({"type": "settings", "model": "starry-lite", "stabilise": True}))
+        ws.receive_text()
+        for seq in (14, 15):
+            ws.send_bytes(struct.pack(">I", seq) + frame)
+            assert live_result(ws)[0]["seq"] == seq
+        ws.send_text(json.dumps({"type": "snapshot"}))
+        snap = json.loads(ws.receive_text())
+    assert snap["type"] == "snapshot" and snap["job"]["state"] == "done" and snap["job"]["title"] == "Live snapshot"
+    listed = studio.get(f"/api/jobs/{snap['job']['id']}").json()
+    assert listed["params"] == {"model": "starry-lite", "stabilise": True}
+    assert Image.open(io.BytesIO(studio.get(listed["result_url"]).content)).size == (96, 64)
+    assert Image.open(io.BytesIO(studio.get(listed["input_url"]).content)).size == (96, 64)
+
+
+def test_live_mode_slows_down_while_a_job_runs_and_refuses_other_sites(studio):
+    import struct
+    content = {"content": [("c.png", png_bytes(64))], "style": [("s.png", png_bytes(64, "coffee"))]}
+    running = submit(studio, "stylize", content, size=64, iters=2000).json()["id"]
+    wait(studio, running, ("running",))
+    try:
+        with studio.websocket_connect("/api/live") as ws:
+            ws.send_bytes(struct.pack(">I", 1) + jpeg_bytes())
+            assert live_result(ws)[0]["paced"] is True
+    finally:
+        studio.post(f"/api/jobs/{running}/cancel")
+    wait(studio, running)
+    with studio.websocket_connect("/api/live") as ws:
+        ws.send_bytes(struct.pack(">I", 1) + jpeg_bytes())
+        assert live_result(ws)[0]["paced"] is False
+    from starlette.websockets import WebSocketDisconnect
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with studio.websocket_connect("/api/live", headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_text()
+    assert refused.value.code == 1008

@@ -199,11 +199,14 @@ def _flag(a: argparse.Action) -> str | None:
     return next((o for o in a.option_strings if o.startswith("--")), None)
 
 
-def argv_for(m: Method, fields: dict[str, str], files: dict[str, list[str]], output: str) -> list[str]:
+def argv_for(m: Method, fields: dict[str, str], files: dict[str, list[str]], output: str,
+             models: dict[str, str] | None = None) -> list[str]:
     """The CLI argv of a submission, every value checked as the CLI would (errors name the parameter).
 
-    `fields` are the form's text fields, `files` the stored paths of the validated uploads by field. Options
-    go as `--flag=value` and positionals after `--`, so no value, whatever its text, can read as an option."""
+    `fields` are the form's text fields, `files` the stored paths of the validated uploads by field, `models`
+    the `model` values the server knows beyond the bundled names (the gallery's uploads) and their files.
+    Options go as `--flag=value` and positionals after `--`, so no value, whatever its text, can read as an
+    option."""
     for name in fields:
         if name not in m.params:
             raise BadRequest(f"unknown parameter {name!r} for {m.name}: it takes "
@@ -239,6 +242,9 @@ def argv_for(m: Method, fields: dict[str, str], files: dict[str, list[str]], out
         if text == "":  # an empty form field: the CLI's own default
             if not a.option_strings:
                 raise BadRequest(f"parameter {dest} is required for {m.name}")
+            continue
+        if dest == "model" and text in (models or {}):
+            options.append(f"{_flag(a)}={models[text]}")
             continue
         try:
             value = a.type(text) if a.type else text
