@@ -110,7 +110,7 @@ LAYERS = st.sampled_from(["relu1_1", "relu9_9", "", "relu2_2,relu1_2", "blocks.5
 # The table: every command that takes options, with the words that name it and the strategies of the options
 # whose values are not drawn from their type alone. The rest of the options come from the parser (`_options`),
 # so a new option is fuzzed the day it is added. Not here: serve (a server that waits for requests), demo
-# (minutes of fixed work, no values to draw), weights fetch (downloads), models (no options), stylise (stylize).
+# (minutes of fixed work, no values to draw), weights fetch (downloads), stylise (stylize).
 SIZE_FLAGS = ("--size", "--crop", "--crop-size", "--load-size", "--width", "--height", "--patch", "--style-size",
               "--scales", "--sizes")
 STEP_FLAGS = ("--iters", "--steps", "--octaves", "--count", "--limit", "--holdout")
@@ -140,6 +140,7 @@ COMMANDS = {
     "viz-patches": (["viz", "patches", st.sampled_from(["{d}", "{a}", "{missing}"])], {}),
     "apply": (["apply", PATHS], {}),
     "export": (["export", PATHS], {}),
+    "models": (["models"], {"--card": st.sampled_from(["starry", "x4-pixel", "{m}", "{a}", "{missing}", "", "-", "sta"])}),
     "train-style": (["train-style"], {"--data": st.sampled_from(["{d}", "{a}", "{missing}"]), "--teacher": None,
                                       "--init-from": None}),
     "train-sr": (["train-sr"], {"--data": st.sampled_from(["{d}", "{a}", "{missing}"]), "--init-from": None}),
