@@ -22,7 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-BENCHES = ["core", "fast", "big", "precision", "sr", "video", "viz", "studio"]  # bench/bench_<name>.py
+BENCHES = ["core", "fast", "big", "precision", "sr", "video", "viz", "studio", "live"]  # bench/bench_<name>.py
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"

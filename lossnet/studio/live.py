@@ -15,10 +15,10 @@ behind a camera faster than the network. Frames are stylised one at a time, for 
 thread (`Stylist`), at a lower scheduling priority (nice +10) than the server and its job processes.
 
 Live mode does not go through the job queue, and while a job runs it goes on at a lower rate rather than
-pausing: after each frame it waits three times as long as the frame took (`SHARE_WHILE_JOB`: at most a quarter
-of one core's time), and each frame says so ("paced"). A job shares the cores with a quarter-core stream at
-low priority instead of with an unbounded one, and the page keeps a picture that moves. Pausing would give the
-job everything, but a job can run for minutes, and a frozen camera reads as a broken page.
+pausing: after each frame it waits until the frame's CPU time is at most a quarter of the time since the
+frame began (`SHARE_WHILE_JOB`: a quarter of one core), and each frame says so ("paced"). With its low
+priority on top, a job that needs the core live mode is on gets nearly all of it. Pausing would give the job
+everything, but a job can run for minutes, and a frozen camera reads as a broken page.
 """
 from __future__ import annotations
 
@@ -159,11 +159,12 @@ class Stylist:
             raise LiveError(f"blend takes {net.n_styles} weights, none negative, not all zero")
         return torch.tensor(blend, dtype=torch.float32) / sum(blend)
 
-    def stylise(self, session: "Session", data: bytes) -> bytes:
-        """One frame: decode, stylise (stabilised if asked), keep for a snapshot, encode."""
+    def stylise(self, session: "Session", data: bytes) -> tuple[bytes, float]:
+        """One frame: decode, stylise (stabilised if asked), keep for a snapshot, encode; (JPEG, CPU seconds)."""
         import torch
 
         from ..fast import apply
+        cpu = time.thread_time()  # torch runs on this thread too at one intra-op thread; more threads: a floor
         frame = decode_frame(data)
         settings = session.settings
         net = self.network(settings.model)
@@ -175,7 +176,7 @@ class Stylist:
                 session.stabiliser = Stabiliser()
             result = session.stabiliser(frame, result)
         session.last = (frame, result)
-        return encode_jpeg(result)
+        return encode_jpeg(result), time.thread_time() - cpu
 
 
 @dataclass
@@ -266,7 +267,7 @@ async def serve(websocket, stylist: Stylist, queue, job_class, describe) -> None
             seq, data = frame
             start = time.perf_counter()
             try:
-                result = await loop.run_in_executor(stylist.executor, stylist.stylise, session, data)
+                result, cpu = await loop.run_in_executor(stylist.executor, stylist.stylise, session, data)
             except (LiveError, LossnetError) as e:
                 await send_json({"type": "error", "error": str(e), "seq": seq})
                 continue
@@ -276,8 +277,8 @@ async def serve(websocket, stylist: Stylist, queue, job_class, describe) -> None
                                  "paced": paced, "model": session.settings.model}).encode()
             async with sending:
                 await websocket.send_bytes(struct.pack(">I", len(header)) + header + result)
-            if paced:  # a job is running: at most SHARE_WHILE_JOB of the time for live frames
-                await asyncio.sleep(took * (1 / SHARE_WHILE_JOB - 1))
+            if paced:  # a job is running: live frames take at most SHARE_WHILE_JOB of a core
+                await asyncio.sleep(max(0.0, cpu / SHARE_WHILE_JOB - (time.perf_counter() - start)))
 
     receiver = asyncio.create_task(receive())
     try:
