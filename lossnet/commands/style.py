@@ -1,5 +1,6 @@
 """`lossnet stylize | texture | invert | demo | eval-video`: the optimisation-based methods on the pixel loop;
-`stylize --model` runs a trained style network instead (lossnet.fast), on an image, a folder or a video."""
+`stylize --model` runs a trained style network instead (lossnet.fast), and `stylize --method wct|adain` any
+painting in one pass (lossnet.universal), on an image, a folder or a video."""
 from __future__ import annotations
 
 import time
@@ -56,6 +57,12 @@ def cmd_stylize(args) -> None:
     from ..io import load_image, save_image
     from ..style import check_weights, stylize
 
+    if args.method != "gatys":
+        return cmd_stylize_universal(args)
+    given = [flag for flag, value in (("--alpha", args.alpha), ("--mask", args.mask), ("--decoders", args.decoders),
+                                      ("--levels", args.levels)) if value is not None]
+    if given:
+        raise LossnetError(f"{given[0]} is an option of --method wct or adain")
     if args.model:
         return cmd_stylize_model(args)
     if not args.style:
@@ -99,6 +106,43 @@ def cmd_stylize_model(args) -> None:
     start = time.time()
     applied = apply_to_path(net, args.content, args.output, options, size=args.size, batch_size=args.batch_size,
                             temporal=temporal_config(args), progress=not args.quiet, desc="stylize")
+    report_applied(applied, start)
+
+
+def cmd_stylize_universal(args) -> None:
+    """`lossnet stylize INPUT --style PAINTING --method wct|adain`: universal style transfer on trained decoders,
+    on an image, a folder of images, or a video (or a folder of frames, with --temporal)."""
+    from ..io import MIN_SIDE, load_image
+    from ..universal import MAX_STYLE_SIDE, STYLE_SIDE, UniversalConfig, UniversalStyle, load_decoders
+
+    if args.model:
+        raise LossnetError(f"--method {args.method} takes paintings (--style), not a trained style network (--model)")
+    if not args.style:
+        raise LossnetError(f"--method {args.method} needs --style PAINTING")
+    if args.network != "vgg16" or args.pooling != "max":
+        raise LossnetError(f"--method {args.method} runs the decoders' own encoder (VGG16, max pooling): "
+                           "--network and --pooling do not apply")
+    if args.mask is not None and len(args.style) != 2:
+        raise LossnetError(f"--mask places two paintings (the first where the mask is white), got {len(args.style)}")
+    temporal = temporal_config(args)
+    frames_of(Path(args.content), temporal)  # refuses --temporal on one image
+    check_output(Path(args.content), Path(args.output))
+    device, precision = resolve_run(args)
+    cfg = UniversalConfig(method=args.method, alpha=1.0 if args.alpha is None else args.alpha,
+                          style_weights=args.style_weights, levels=args.levels, original_colors=args.original_colors,
+                          tile=args.tile, overlap=args.overlap, max_memory=args.max_memory, weights=args.weights,
+                          precision=precision, device=device)
+    decoders = load_decoders(args.decoders)
+    side = round((args.size or STYLE_SIDE) * args.style_scale)
+    if not MIN_SIDE <= side <= MAX_STYLE_SIDE:
+        raise LossnetError(f"the paintings would be {side} px (--style-scale x {args.size or STYLE_SIDE}): keep it "
+                           f"within {MIN_SIDE}-{MAX_STYLE_SIDE} px")
+    styles = [load_image(s, side) for s in args.style]
+    mask = load_image(args.mask).mean(1, keepdim=True) if args.mask is not None else None
+    start = time.time()
+    stylist = UniversalStyle(styles, cfg, decoders, mask)
+    applied = apply_to_path(stylist, args.content, args.output, size=args.size, batch_size=args.batch_size,
+                            temporal=temporal, progress=not args.quiet, desc="stylize")
     report_applied(applied, start)
 
 
@@ -161,15 +205,36 @@ def add_feed_forward_args(p) -> None:
                         f"default {TemporalConfig.strength}); with --style it scales the temporal loss term")
 
 
+def add_universal_args(p) -> None:
+    from ..universal import LEVELS, STYLE_SIDE
+    g = p.add_argument_group("universal style transfer (--method wct or adain: any painting in one pass)")
+    g.add_argument("--method", default="gatys", choices=["gatys", "wct", "adain"],
+                   help="gatys: optimise the image (Gatys et al.); wct: whiten and colour the features at every "
+                        "decoder's level, coarse to fine (Li et al. 2017); adain: match each channel's mean and "
+                        "standard deviation at the deepest level, the fast path (Huang & Belongie 2017). wct and "
+                        f"adain take an image, a folder or a video, at its own size or --size; paintings at "
+                        f"--style-scale x {STYLE_SIDE} px (x --size when given); --style-weights blends them")
+    g.add_argument("--alpha", type=unit_interval,
+                   help="strength in [0, 1]: 0 is the photo through the decoders, 1 the full transform (default 1)")
+    g.add_argument("--mask", help="a mask image: the first --style where it is white, the second where it is black")
+    g.add_argument("--decoders", action="append",
+                   help="decoder model files, run folders or a folder of them (repeatable; default: the bundled "
+                        "decoders); train them with `lossnet train-decoder`")
+    g.add_argument("--levels", type=names, help=f"levels to run, from {','.join(LEVELS)} (default: wct every "
+                                                "decoder's, adain the deepest)")
+
+
 def register(sub) -> None:
     import argparse
 
     from ..style import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
 
-    p = sub.add_parser("stylize", aliases=["stylise"], help="neural style transfer (Gatys et al.), or a trained "
-                                                           "style network (--model)",
-                       description="Optimise an image to have CONTENT's features and the STYLEs' Gram matrices, or "
-                                   "run a trained feed-forward network (--model) on an image, a folder or a video.")
+    p = sub.add_parser("stylize", aliases=["stylise"], help="neural style transfer (Gatys et al.), a trained "
+                                                           "style network (--model), or any painting in one pass "
+                                                           "(--method wct|adain)",
+                       description="Optimise an image to have CONTENT's features and the STYLEs' Gram matrices, "
+                                   "run a trained feed-forward network (--model), or transfer any painting in one "
+                                   "pass on trained decoders (--method wct|adain), on an image, a folder or a video.")
     p.add_argument("content", help="content image (a folder of frames or a video: every frame; with --model a "
                                    "folder of images too)")
     p.add_argument("--style", action="append", default=[], help="style image (repeat for several)")
@@ -188,6 +253,7 @@ def register(sub) -> None:
     add_loop_args(p, "150,100", "256,512")  # coarse to fine: 512 px in about a minute on 2 cores (bf16)
     add_network_args(p)
     add_feed_forward_args(p)
+    add_universal_args(p)
     p.set_defaults(func=cmd_stylize)
 
     p = sub.add_parser("texture", help="texture synthesis: match a style image's Grams from noise")
