@@ -159,28 +159,28 @@ class Stylist:
             raise LiveError(f"blend takes {net.n_styles} weights, none negative, not all zero")
         return torch.tensor(blend, dtype=torch.float32) / sum(blend)
 
-    def stylise(self, session: "Session", data: bytes) -> tuple[bytes, float]:
+    def stylise(self, connection: "Connection", data: bytes) -> tuple[bytes, float]:
         """One frame: decode, stylise (stabilised if asked), keep for a snapshot, encode; (JPEG, CPU seconds)."""
         import torch
 
         from ..fast import apply
         cpu = time.thread_time()  # torch runs on this thread too at one intra-op thread; more threads: a floor
         frame = decode_frame(data)
-        settings = session.settings
+        settings = connection.settings
         net = self.network(settings.model)
         with torch.inference_mode():
             result = apply(net, frame, style=self.style_vector(net, settings.blend), tile=0)
         if settings.stabilise:
-            if session.stabiliser is None:
+            if connection.stabiliser is None:
                 from ..temporal import Stabiliser
-                session.stabiliser = Stabiliser()
-            result = session.stabiliser(frame, result)
-        session.last = (frame, result)
+                connection.stabiliser = Stabiliser()
+            result = connection.stabiliser(frame, result)
+        connection.last = (frame, result)
         return encode_jpeg(result), time.thread_time() - cpu
 
 
 @dataclass
-class Session:
+class Connection:
     """One page's live stream: its settings, its stabiliser, and its last frame (for a snapshot)."""
     settings: Settings = field(default_factory=Settings)
     stabiliser: object | None = None
@@ -196,19 +196,19 @@ class Session:
         self.settings = new
 
 
-def snapshot(session: Session, queue, job_class) -> object:
+def snapshot(connection: Connection, queue, job_class) -> object:
     """The last frame and its result as a finished job of the history ("live"): shown, compared, downloadable."""
     from ..io import save_image
     from .history import RESULT
-    if session.last is None:
+    if connection.last is None:
         raise LiveError("no frame yet to keep")
-    frame, result = session.last
+    frame, result = connection.last
     job_id = uuid.uuid4().hex
     folder = queue.root / job_id
     folder.mkdir(parents=True)
     save_image(frame, folder / "input.png")
     save_image(result, folder / RESULT)
-    s = session.settings
+    s = connection.settings
     params = {"model": s.model, "stabilise": s.stabilise, **({"blend": s.blend} if s.blend else {})}
     return queue.add_finished(job_class(job_id, "live", [], folder, params=params, input="input.png"))
 
@@ -218,7 +218,7 @@ async def serve(websocket, stylist: Stylist, queue, job_class, describe) -> None
     from starlette.websockets import WebSocketDisconnect
 
     from ..errors import LossnetError
-    session, mailbox, sending = Session(), NewestFrame(), asyncio.Lock()
+    connection, mailbox, sending = Connection(), NewestFrame(), asyncio.Lock()
     loop = asyncio.get_running_loop()
 
     async def send_json(message: dict) -> None:
@@ -243,11 +243,11 @@ async def serve(websocket, stylist: Stylist, queue, job_class, describe) -> None
                     if not isinstance(request, dict):
                         raise LiveError("send a JSON object")
                     if request.get("type") == "settings":
-                        await loop.run_in_executor(stylist.executor, session.change, stylist, request)
-                        await send_json({"type": "settings", "model": session.settings.model,
-                                         "blend": session.settings.blend, "stabilise": session.settings.stabilise})
+                        await loop.run_in_executor(stylist.executor, connection.change, stylist, request)
+                        await send_json({"type": "settings", "model": connection.settings.model,
+                                         "blend": connection.settings.blend, "stabilise": connection.settings.stabilise})
                     elif request.get("type") == "snapshot":
-                        job = await loop.run_in_executor(stylist.executor, snapshot, session, queue, job_class)
+                        job = await loop.run_in_executor(stylist.executor, snapshot, connection, queue, job_class)
                         await send_json({"type": "snapshot", "job": describe(job)})
                     else:
                         raise LiveError("a text message is {\"type\": \"settings\"} or {\"type\": \"snapshot\"}")
@@ -267,14 +267,14 @@ async def serve(websocket, stylist: Stylist, queue, job_class, describe) -> None
             seq, data = frame
             start = time.perf_counter()
             try:
-                result, cpu = await loop.run_in_executor(stylist.executor, stylist.stylise, session, data)
+                result, cpu = await loop.run_in_executor(stylist.executor, stylist.stylise, connection, data)
             except (LiveError, LossnetError) as e:
                 await send_json({"type": "error", "error": str(e), "seq": seq})
                 continue
             took = time.perf_counter() - start
             paced = bool(queue.running)
             header = json.dumps({"seq": seq, "server_ms": round(took * 1000, 1), "dropped": mailbox.dropped,
-                                 "paced": paced, "model": session.settings.model}).encode()
+                                 "paced": paced, "model": connection.settings.model}).encode()
             async with sending:
                 await websocket.send_bytes(struct.pack(">I", len(header)) + header + result)
             if paced:  # a job is running: live frames take at most SHARE_WHILE_JOB of a core
