@@ -277,6 +277,61 @@ def test_a_finished_job_keeps_its_input_for_the_before_after_slider_and_delete_r
     assert studio.get("/api/health").json()["running"] == 0
 
 
+def test_the_history_is_one_wal_database_that_threads_write_together_and_a_reopen_reads(tmp_path):
+    import sqlite3
+    import threading
+
+    from lossnet.studio.history import History
+    history = History(tmp_path)
+    assert history.notice is None
+
+    def write(first: int) -> None:
+        for n in range(first, first + 25):
+            job_id = f"{n:032x}"
+            history.add({"id": job_id, "method": "fast-style", "argv": ["fast-style"], "stages": 1, "params": {"n": n},
+                         "state": "queued", "created": float(n)})
+            history.update(job_id, state="done", finished=float(n))
+    writers = [threading.Thread(target=write, args=(25 * i,)) for i in range(6)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    with sqlite3.connect(tmp_path / "studio.sqlite3") as other:  # what a restarted server reads, the log included
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0] == 150
+    history.close()
+    again = History(tmp_path)
+    jobs = again.jobs()
+    assert [j["params"]["n"] for j in jobs] == list(range(150)) and {j["state"] for j in jobs} == {"done"}
+    assert again.notice is None
+    again.close()
+
+
+def test_a_restart_ignores_records_whose_id_or_input_would_leave_the_run_folder(tmp_path):
+    from lossnet.studio.history import History
+    from lossnet.studio.jobs import JobQueue
+    run_dir = tmp_path / "run"
+    good = "0" * 31 + "1"
+    (run_dir / good).mkdir(parents=True)
+    (run_dir / good / "result.png").write_bytes(png_bytes(32))
+    history = History(run_dir)
+    common = {"method": "fast-style", "argv": [], "stages": 1, "params": {}, "state": "done", "created": 1.0}
+    history.add({**common, "id": "../outside"})
+    history.add({**common, "id": good, "input": "../../../etc/passwd"})
+    history.close()
+    queue = JobQueue(run_dir)
+    try:
+        assert list(queue.jobs) == [good] and queue.jobs[good].state == "done" and queue.jobs[good].input is None
+    finally:
+        queue.close()
+
+
+def test_one_studio_per_run_folder(studio):
+    from lossnet.errors import LossnetError
+    with pytest.raises(LossnetError, match="another lossnet studio is serving"):
+        create_app(Settings(run_dir=studio.run_dir))
+
+
 def test_a_missing_or_corrupt_database_is_reported_and_rebuilt_from_the_job_folders(tmp_path):
     run_dir = tmp_path / "run"
     settings = Settings(run_dir=run_dir, workers=1, threads=1)
@@ -552,3 +607,26 @@ def test_live_mode_slows_down_while_a_job_runs_and_refuses_other_sites(studio):
         with studio.websocket_connect("/api/live", headers={"origin": "http://evil.example"}) as ws:
             ws.receive_text()
     assert refused.value.code == 1008
+
+
+def test_live_mode_takes_a_bounded_number_of_pages_and_bounded_frames(studio):
+    import contextlib
+    import json
+    import struct
+
+    from starlette.websockets import WebSocketDisconnect
+
+    from lossnet.studio.live import MAX_MESSAGE_BYTES
+    with contextlib.ExitStack() as pages:
+        first = pages.enter_context(studio.websocket_connect("/api/live"))
+        for _ in range(3):  # Settings.live_connections is 4
+            pages.enter_context(studio.websocket_connect("/api/live"))
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with studio.websocket_connect("/api/live") as ws:
+                ws.receive_text()
+        assert refused.value.code == 1013
+        first.send_bytes(struct.pack(">I", 1) + b"\xff" * MAX_MESSAGE_BYTES)
+        assert json.loads(first.receive_text()) == {"type": "error", "error": f"a frame is at most {MAX_MESSAGE_BYTES >> 20} MB"}
+    with studio.websocket_connect("/api/live") as ws:  # the pages that left made room again
+        ws.send_bytes(struct.pack(">I", 1) + jpeg_bytes())
+        assert live_result(ws)[0]["seq"] == 1

@@ -19,6 +19,7 @@ def cmd_serve(args) -> None:
     import uvicorn
 
     from ..studio import Settings, create_app
+    from ..studio.live import MAX_MESSAGE_BYTES
     from ..weights import cache_dir
 
     run_dir = Path(args.run_dir) if args.run_dir else cache_dir() / "studio"  # one folder: the history goes on
@@ -28,13 +29,14 @@ def cmd_serve(args) -> None:
         raise LossnetError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
     settings = Settings(run_dir=run_dir, workers=args.workers, max_queued=args.max_queued,
                         max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_pixels * 1e6), threads=args.threads)
+    app = create_app(settings)  # first: a run folder another studio serves stops it here
     where = "loopback only: other machines cannot connect (--host 0.0.0.0 to share)" if _loopback(args.host) else \
         "reachable from other machines: anyone who can connect can run jobs here"
     print(f"lossnet studio on http://{args.host}:{args.port}/ ({where})", flush=True)
     print(f"history and results in {run_dir}/ ({args.workers} worker{'s' if args.workers > 1 else ''}, "
           f"up to {args.max_queued} waiting jobs)", flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=5, ws_max_size=MAX_MESSAGE_BYTES)  # a longer live message: closed, 1009
 
 
 def register(sub) -> None:

@@ -42,6 +42,7 @@ from ..errors import LossnetError
 from . import live as L
 from . import methods as M
 from .gallery import Gallery
+from .history import hold_run_folder
 from .jobs import PREVIEW, RESULT, TERMINAL, Job, JobQueue, QueueFull, new_id
 
 STATIC = Path(__file__).parent / "static"
@@ -120,6 +121,7 @@ def title_of(method: str) -> str:
 
 
 def create_app(settings: Settings) -> Starlette:
+    run_folder = hold_run_folder(settings.run_dir)  # now, so that a second studio on it stops with one error line
     queue: JobQueue | None = None
     gallery = Gallery(settings.run_dir)
     stylist: L.Stylist | None = None
@@ -137,6 +139,8 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await run_in_threadpool(queue.close)
             stylist.executor.shutdown(wait=False, cancel_futures=True)
+            if run_folder is not None:
+                run_folder.close()
 
     def job_or_404(request: Request) -> Job:
         job = queue.get(request.path_params["job_id"])
@@ -319,11 +323,12 @@ def create_app(settings: Settings) -> Starlette:
             await websocket.close(code=1008, reason="live mode is for this server's own page")
             return
         if live_count >= settings.live_connections:
+            await websocket.accept()  # then closed: a browser hears the reason only from an open connection
             await websocket.close(code=1013, reason=f"{live_count} pages are in live mode: try again later")
             return
-        await websocket.accept()
-        live_count += 1
+        live_count += 1  # counted before the first await: pages connecting at once cannot all pass the check
         try:
+            await websocket.accept()
             await L.serve(websocket, stylist, queue, Job, described)
         finally:
             live_count -= 1

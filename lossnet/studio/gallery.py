@@ -64,7 +64,7 @@ class Gallery:
         self.thumbs, self.uploads = self.root / "gallery", self.root / "models"
         self.lock = threading.Lock()  # thumbnails are made one at a time: the cores are shared with jobs
         self._hashes: dict[tuple, str] = {}
-        self._bundled: list[Entry] | None = None
+        self._bundled: tuple[tuple, list[Entry]] | None = None  # (the bundled files' names, sizes and times, entries)
 
     def _hash(self, path: Path) -> str:
         stat = path.stat()
@@ -74,11 +74,13 @@ class Gallery:
         return self._hashes[key]
 
     def entries(self) -> list[Entry]:
-        if self._bundled is None:
-            from ..registry import bundled
-            self._bundled = [Entry(b.name, b.name, b.path, self._hash(b.path), b.description,
-                                   tuple(style_name(s) for s in b.config.get("styles") or [b.name]), "bundled")
-                             for b in bundled(STYLE_KIND).values()]
+        from ..registry import MODELS_DIR, bundled
+        files = tuple((p.name, info.st_size, info.st_mtime_ns) for p in sorted(MODELS_DIR.glob("*.safetensors"))
+                      for info in [p.stat()])
+        if self._bundled is None or self._bundled[0] != files:  # a bundled model rewritten: its new hash at once
+            self._bundled = (files, [Entry(b.name, b.name, b.path, self._hash(b.path), b.description,
+                                           tuple(style_name(s) for s in b.config.get("styles") or [b.name]), "bundled")
+                                     for b in bundled(STYLE_KIND).values()])
         uploaded = []
         for sidecar in sorted(self.uploads.glob("*.json"), key=lambda p: p.stat().st_mtime):
             path = sidecar.with_suffix(".safetensors")
@@ -88,7 +90,7 @@ class Gallery:
                                       str(info["description"]), tuple(info["styles"]), "uploaded"))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-        return self._bundled + [e for e in uploaded if e.path.is_file()]
+        return self._bundled[1] + [e for e in uploaded if e.path.is_file()]
 
     def get(self, key: str) -> Entry | None:
         return next((e for e in self.entries() if e.key == key), None)

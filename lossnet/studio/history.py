@@ -12,9 +12,13 @@ aside as `studio.sqlite3.corrupt-TIME` (kept for a look, never read again), said
 `notice`, and a new one is rebuilt from the folders; so is a missing one when folders are there. No result
 file is ever deleted for the database's sake.
 
+A database that is only busy, locked, read-only or on a full disk is not moved aside: the error stops the
+server instead, and the file is kept as it is.
+
 WAL with synchronous=NORMAL: a committed change survives the server being killed (`kill -9`); only a power
 loss can take the last few. One connection, shared by the server's threads under a lock: the writes are a
-few small rows per job, never worth a pool.
+few small rows per job, never worth a pool. One server per run folder (`hold_run_folder`): two would each
+run the waiting jobs and mark the other's running ones interrupted.
 """
 from __future__ import annotations
 
@@ -27,12 +31,18 @@ import threading
 import time
 from pathlib import Path
 
+from ..errors import LossnetError
+
 DATABASE = "studio.sqlite3"
+LOCK = "studio.lock"
 SPEC = "job.json"  # in each job folder: argv, method, parameters, input, created
 RESULT = "result.png"
 SCHEMA_VERSION = 1
 COLUMNS = ("id", "method", "argv", "stages", "params", "input", "state", "error", "created", "started", "finished")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# SQLite's primary result codes that say nothing about the file's content: PERM, BUSY, LOCKED, NOMEM, READONLY,
+# IOERR, FULL, CANTOPEN
+NOT_CORRUPT = {3, 5, 6, 7, 8, 10, 13, 14}
 
 log = logging.getLogger("lossnet.studio")
 
@@ -48,6 +58,8 @@ class History:
         try:
             self.db = self._open()
         except sqlite3.DatabaseError as e:
+            if ((getattr(e, "sqlite_errorcode", None) or 0) & 0xFF) in NOT_CORRUPT:
+                raise LossnetError(f"cannot open the studio's history {self.path}: {e}") from None
             aside = self._move_aside()
             self.db = self._open()
             rebuilt = self._rebuild()
@@ -152,3 +164,22 @@ class History:
         with self.lock:
             self.closed = True
             self.db.close()
+
+
+def hold_run_folder(root: Path):
+    """The open lock file that keeps other studios out of `root` while this one serves it (close it to let
+    go); None where there is no flock. The kernel holds the lock, so a server killed with `kill -9` leaves
+    none behind, and job processes do not inherit it (their files are closed when they start)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise LossnetError(f"another lossnet studio is serving {root}: stop it, or serve another run folder") from None
+    return handle

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .history import RESULT, SPEC, History
+from .history import JOB_ID, RESULT, SPEC, History
 
 TERMINAL = ("done", "failed", "cancelled")
 PREVIEW = "preview.png"
@@ -131,8 +131,11 @@ class JobQueue:
     def _restore(self) -> None:
         """The jobs of earlier runs: waiting ones queued again in their order, running ones ended (see above)."""
         for record in self.history.jobs():
+            if not JOB_ID.match(record["id"]):  # its folder is joined to the run folder, and deleted with the job
+                continue
+            before = record["input"] if record["input"] and Path(record["input"]).name == record["input"] else None
             job = Job(record["id"], record["method"], record["argv"], self.root / record["id"], record["stages"],
-                      record["params"], record["input"], record["state"], error=record["error"],
+                      record["params"], before, record["state"], error=record["error"],
                       created=record["created"], started=record["started"], finished=record["finished"])
             if job.state == "running":
                 if (job.folder / RESULT).is_file():  # written whole or not at all: the job had finished
@@ -276,11 +279,11 @@ class JobQueue:
         with self.lock:
             if job.cancelling:
                 self._finish(job, "cancelled")
-            elif self.closed:
-                self._finish(job, "failed", INTERRUPTED)
-            elif code == 0 and (job.folder / RESULT).is_file():
+            elif code == 0 and (job.folder / RESULT).is_file():  # also while closing: a finished job is done
                 self._finish(job, "done")
                 self.durations.append(job.finished - job.started)
+            elif self.closed:
+                self._finish(job, "failed", INTERRUPTED)
             else:
                 error = last_error(job.folder / LOG) or f"the job process ended unexpectedly (exit code {code})"
                 self._finish(job, "failed", error)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 SHARE_WHILE_JOB = 0.25  # of the time live mode may compute while a job runs
 MAX_SIDE = 1280  # frames larger than this are refused (a camera at 720p fits)
+MAX_MESSAGE_BYTES = 8 << 20  # a 1280 x 1280 PNG fits; `lossnet serve` has the server refuse longer messages
 JPEG_QUALITY = 85
 NETWORKS_KEPT = 3  # loaded style networks kept between frames (switching back is instant)
 DEFAULT_MODEL = "starry-lite"
@@ -235,6 +236,9 @@ async def serve(websocket, stylist: Stylist, queue, job_class, describe) -> None
                     data = message["bytes"]
                     if len(data) < 5:
                         await send_json({"type": "error", "error": "a frame is a 4-byte number, then the image"})
+                        continue
+                    if len(data) > MAX_MESSAGE_BYTES:
+                        await send_json({"type": "error", "error": f"a frame is at most {MAX_MESSAGE_BYTES >> 20} MB"})
                         continue
                     mailbox.put((struct.unpack(">I", data[:4])[0], data[4:]))
                     continue
