@@ -289,6 +289,28 @@ def test_live_mode_with_a_fake_camera(page):
                            arg=known)
     assert page.inner_text(".job:first-child .job-title") == "Live snapshot"
     page.click("#live-stop")
-    assert page.evaluate("() => studioLive.stream.getTracks().every(t => t.readyState === 'ended')")
+    tracks = "studioLive.stream.getTracks()"
+    assert page.evaluate(f"() => {tracks}.length > 0 && {tracks}.every(t => t.readyState === 'ended')")
     assert page.evaluate("() => document.querySelector('#live-video').srcObject === null")
     assert page.get_attribute("body", "data-live") == "off"
+
+
+def test_a_refused_live_connection_says_why_and_turns_the_camera_off(page):
+    """Live mode's pages are counted (4 at once): the fifth hears why, and its camera goes off again."""
+    opened = page.evaluate("""async () => {
+      const url = `ws://${location.host}/api/live`;
+      window.otherPages = await Promise.all([0, 1, 2, 3].map(() => new Promise(done => {
+        const ws = new WebSocket(url);
+        ws.onopen = () => done(ws);
+        ws.onclose = () => done(ws);
+      })));
+      return window.otherPages.filter(ws => ws.readyState === WebSocket.OPEN).length;
+    }""")
+    assert opened == 4
+    page.click("#live-camera")
+    page.wait_for_function("() => !document.querySelector('#live-error').hidden", timeout=30_000)
+    assert "try again later" in page.inner_text("#live-error")
+    tracks = "studioLive.stream.getTracks()"
+    page.wait_for_function(f"() => {tracks}.length > 0 && {tracks}.every(t => t.readyState === 'ended')")
+    assert page.get_attribute("body", "data-live") == "off"
+    page.evaluate("() => window.otherPages.forEach(ws => ws.close())")

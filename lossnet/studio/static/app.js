@@ -56,8 +56,9 @@ function dropZone(u) {
     input, thumbs);
   const take = files => {
     state.files[u.field] = Array.from(files).slice(0, u.multiple);
-    thumbs.replaceChildren(...state.files[u.field].map(f => f.type.startsWith("image/")
-      ? el("img", { src: URL.createObjectURL(f), alt: f.name, title: f.name }) : el("span", {}, f.name)));
+    thumbs.replaceChildren(...state.files[u.field].map(f => f.type.startsWith("image/")  // each URL let go once drawn
+      ? el("img", { src: URL.createObjectURL(f), alt: f.name, title: f.name, onload: e => URL.revokeObjectURL(e.target.src),
+                    onerror: e => URL.revokeObjectURL(e.target.src) }) : el("span", {}, f.name)));
     refreshSliders();
   };
   zone.addEventListener("click", () => input.click());
@@ -301,7 +302,7 @@ async function uploadModel(input) {
 }
 
 // ---- live mode: frames over a WebSocket, the newest one stylised, drawn back on a canvas
-const live = { ws: null, stream: null, running: false, seq: 0, sent: new Map(), arrivals: [], latencies: [],
+const live = { ws: null, stream: null, running: false, starts: 0, seq: 0, sent: new Map(), arrivals: [], latencies: [],
                frames: 0, timer: null, capture: document.createElement("canvas") };
 window.studioLive = live;  // for tests and the curious: the stream, the counters
 
@@ -333,21 +334,26 @@ function liveError(text) {
 async function liveStart(file) {
   liveStop();
   liveError("");
+  const start = ++live.starts;  // a later start or a Stop while the camera is asked for makes this one stale
   const video = $("#live-video");
   try {
     if (file) {
       video.src = URL.createObjectURL(file);
       video.loop = true;
     } else {
-      live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
-      video.srcObject = live.stream;
+      const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+      if (start !== live.starts) { for (const track of stream.getTracks()) track.stop(); return; }
+      live.stream = stream;
+      video.srcObject = stream;
     }
     await video.play();
   } catch (e) {
+    if (start !== live.starts) return;
     liveError(file ? `cannot play that video: ${e.message}` : `no camera: ${e.message}`);
     liveStop();
     return;
   }
+  if (start !== live.starts) return;
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
   ws.binaryType = "arraybuffer";
   live.ws = ws;
@@ -360,12 +366,13 @@ async function liveStart(file) {
     pump();
   };
   ws.onmessage = liveMessage;
-  ws.onclose = event => {
-    if (live.ws === ws && live.running) { liveError(event.reason || "the live connection closed"); liveStop(); }
+  ws.onclose = event => {  // also a connection refused before it opened (too many pages): the camera goes off
+    if (live.ws === ws) { liveError(event.reason || "the live connection closed"); liveStop(); }
   };
 }
 
 function liveStop() {
+  live.starts += 1;
   live.running = false;
   clearTimeout(live.timer);
   if (live.ws) { const ws = live.ws; live.ws = null; ws.close(); }
@@ -418,6 +425,7 @@ async function liveMessage(event) {
   const output = $("#live-output");
   if (output.width !== bitmap.width || output.height !== bitmap.height) { output.width = bitmap.width; output.height = bitmap.height; }
   output.getContext("2d").drawImage(bitmap, 0, 0);
+  bitmap.close();
   output.dataset.model = header.model;
   live.frames += 1;
   live.arrivals.push(now);
