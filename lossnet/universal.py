@@ -67,10 +67,11 @@ FLOOR = 1e-5
 
 
 # ----------------------------------------------------------------------------- the encoder
-@functools.lru_cache(maxsize=2)
-def encoder(weights: str | None = None) -> LossNetwork:
+@functools.lru_cache(maxsize=4)
+def encoder(weights: str | None = None, device: str = "cpu") -> LossNetwork:
     """The frozen VGG16 the decoders invert, with a tap at every level: HED's offline weights (None), or a
-    torchvision-layout file. One per weights and process: the decoder kind's apply calls this per batch."""
+    torchvision-layout file, on `device`. One per weights, device and process: the decoder kind's apply calls
+    this per batch, and a stylist on one device must not move another's encoder (`Module.to` moves in place)."""
     from .weights import OFFLINE, hed_weights, missing_offline, vgg_weights
     if weights is None:
         found = hed_weights()
@@ -78,7 +79,7 @@ def encoder(weights: str | None = None) -> LossNetwork:
             raise LossnetError(missing_offline(OFFLINE["hed"]))
     else:
         found = vgg_weights("vgg16", weights, quiet=True)
-    return LossNetwork(LEVELS, "vgg16", found, quiet=True)
+    return LossNetwork(LEVELS, "vgg16", found, quiet=True).to(device)
 
 
 def encoder_name(weights: str | os.PathLike | None) -> str:
@@ -114,10 +115,12 @@ def moments(features: torch.Tensor, method: str, weight: torch.Tensor | None = N
         std = (x.pow(2).sum(1) / total).sqrt()
         kept = std > math.sqrt(FLOOR) * std.max()
         return Moments(mean, std, torch.where(kept, 1 / std.clamp_min(1e-30), torch.zeros_like(std)))
-    values, vectors = torch.linalg.eigh(x @ x.T / total)
+    # fp64 on the CPU (MPS has no fp64): fp32's eigenvectors of relu4_1's 512 x 512 covariance leave its whitened
+    # features' variances up to 4 % off 1; fp64 costs 20 ms more per image
+    values, vectors = torch.linalg.eigh((x @ x.T / total).cpu().double())
     kept = values > FLOOR * values.max()
     v, d = vectors[:, kept], values[kept]
-    return Moments(mean, (v * d.sqrt()) @ v.T, (v / d.sqrt()) @ v.T)
+    return Moments(mean, ((v * d.sqrt()) @ v.T).to(f), ((v / d.sqrt()) @ v.T).to(f))
 
 
 @dataclass
@@ -151,11 +154,11 @@ class FeatureMap:
 
 
 def apply_maps(features: torch.Tensor, maps: list[list[FeatureMap]], regions: torch.Tensor | None) -> torch.Tensor:
-    """Each image's maps on its features (N, C, H, W): one map, or one per region weighted by `regions`
-    (N, R, H, W) that sum to 1."""
+    """Each image's maps on its features (N, C, H, W): one map (the identity at alpha 0, mask or not), or one
+    per region weighted by `regions` (N, R, H, W) that sum to 1."""
     out = torch.empty_like(features)
     for n, image_maps in enumerate(maps):
-        if regions is None:
+        if regions is None or len(image_maps) == 1:
             out[n] = image_maps[0](features[n])
         else:
             out[n] = sum(regions[n, r] * m(features[n]) for r, m in enumerate(image_maps))
@@ -207,7 +210,7 @@ class UniversalStyle:
         self.levels = choose_levels(decoders, cfg.method, cfg.levels)
         self.cfg, self.mask = cfg, mask
         self.run = resolve_precision(cfg.precision, cfg.device)
-        self.encoder = encoder(cfg.weights).to(cfg.device)
+        self.encoder = encoder(cfg.weights, cfg.device)
         self.decoders = {level: decoders[level].to(cfg.device).eval() for level in self.levels}
         for decoder in self.decoders.values():
             check_encoder(decoder, self.encoder, cfg.weights)
@@ -466,7 +469,7 @@ class DecoderTask(Task):
                                       f"least {max(MIN_SIDE, 2 * factor)} px")
         self.cfg = cfg
         self.batches = StepBatches(training_crops(cfg), cfg.batch_size, cfg.train.seed)
-        self.encoder = encoder(cfg.weights).to(cfg.train.device)
+        self.encoder = encoder(cfg.weights, cfg.train.device)
         if generator is None and cfg.init_from:
             generator = load_decoder(cfg.init_from).train()
             if generator.level != cfg.level:

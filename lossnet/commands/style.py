@@ -122,6 +122,10 @@ def cmd_stylize_universal(args) -> None:
     if args.network != "vgg16" or args.pooling != "max":
         raise LossnetError(f"--method {args.method} runs the decoders' own encoder (VGG16, max pooling): "
                            "--network and --pooling do not apply")
+    given = [dest for dest, default in args.not_universal.items() if getattr(args, dest) != default]
+    if given:
+        raise LossnetError(f"--{given[0].replace('_', '-')} is an option of the optimisation (or of --model), not of "
+                           f"--method {args.method}")
     if args.mask is not None and len(args.style) != 2:
         raise LossnetError(f"--mask places two paintings (the first where the mask is white), got {len(args.style)}")
     temporal = temporal_config(args)
@@ -205,6 +209,10 @@ def add_feed_forward_args(p) -> None:
                         f"default {TemporalConfig.strength}); with --style it scales the temporal loss term")
 
 
+NOT_UNIVERSAL = ("content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight", "scales",
+                 "iters", "optimizer", "lr", "snapshot_every", "init", "tv_weight", "seed", "style_index", "blend")
+
+
 def add_universal_args(p) -> None:
     from ..universal import LEVELS, STYLE_SIDE
     g = p.add_argument_group("universal style transfer (--method wct or adain: any painting in one pass)")
@@ -254,7 +262,8 @@ def register(sub) -> None:
     add_network_args(p)
     add_feed_forward_args(p)
     add_universal_args(p)
-    p.set_defaults(func=cmd_stylize)
+    # the options --method wct|adain has no use for, with their defaults: given, they are refused, not ignored
+    p.set_defaults(func=cmd_stylize, not_universal={dest: p.get_default(dest) for dest in NOT_UNIVERSAL})
 
     p = sub.add_parser("texture", help="texture synthesis: match a style image's Grams from noise")
     p.add_argument("style")
