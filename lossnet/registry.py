@@ -248,6 +248,8 @@ def set_description(path: str | os.PathLike, description: str) -> Path:
 def destination(output: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """(model file, run folder) of a training run, checked before any work: `output` is a .safetensors file
     (its run folder `run_dir`, by default beside it: NAME_run), or a run folder that gets model.safetensors."""
+    if not str(output).strip():  # Path("") is the current folder: an unset shell variable would train into it
+        raise LossnetError("the output is empty: give a .safetensors file or a run folder")
     output = Path(output)
     if output.suffix == ".safetensors":
         model, run = output, Path(run_dir) if run_dir else output.with_name(output.stem + "_run")

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from lossnet import fast
 from lossnet.cli import build_parser, main
 from lossnet.errors import LossnetError
-from lossnet.io import bundled_photo, load_image, save_image
+from lossnet.io import IMAGE_SUFFIXES, bundled_photo, load_image, save_image
+from lossnet.registry import stored_metadata
 from lossnet.nets.transformer import TransformerNet
 from lossnet.superres import MAX_OUTPUT_PIXELS
 
@@ -144,6 +145,9 @@ COMMANDS = {
     "train-style": (["train-style"], {"--data": st.sampled_from(["{d}", "{a}", "{missing}"]), "--teacher": None,
                                       "--init-from": None}),
     "train-sr": (["train-sr"], {"--data": st.sampled_from(["{d}", "{a}", "{missing}"]), "--init-from": None}),
+    "train-decoder": (["train-decoder"], {"--data": st.sampled_from(["{d}", "{a}", "{missing}"]),
+                                          "--paintings": st.sampled_from(["{d}", "{a}", "{missing}"]),
+                                          "--init-from": None}),
 }
 
 
@@ -202,7 +206,10 @@ def command_line(draw, name):
     args = [draw(a) if isinstance(a, st.SearchStrategy) else a for a in words]
     options = _options(name)
     chosen = draw(st.lists(st.sampled_from(sorted(options)), unique=True, max_size=len(options)))
-    for flag in sorted(set(chosen) | {f for f, (_, required) in options.items() if required}):
+    # Work that grows with a step count (training, the pixel loop) always gets a drawn one: a default of
+    # thousands of steps on valid data would turn one example into an hour.
+    bounded = {f for f in options if f in STEP_FLAGS}
+    for flag in sorted(set(chosen) | bounded | {f for f, (_, required) in options.items() if required}):
         strategy, _ = options[flag]
         args += [flag] if strategy is None else [flag, draw(strategy)]
     if "--quiet" in {s for a in _leaf_parser(words)._actions for s in a.option_strings}:
@@ -244,8 +251,10 @@ def _check_one(world, capsys, args, inputs, before):
     if code == 0:
         assert errors == [], captured.err
         for p in (world / "out").rglob("*"):
-            if p.is_file():
-                load_image(p, max_pixels=MAX_OUTPUT_PIXELS)  # every written output decodes (SR may pass 40 MP)
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                load_image(p, max_pixels=MAX_OUTPUT_PIXELS)  # every written image decodes (SR may pass 40 MP)
+            elif p.suffix == ".safetensors":
+                stored_metadata(p)  # a written model reads back (a run folder's log and config are text)
     else:
         assert code == 2 and len(errors) == 1 and errors[0].startswith("error: "), (args, captured.err)
 

@@ -138,6 +138,16 @@ def one_error_among_notices(code, err):
     assert len([line for line in err if not line.startswith(("lossnet: ", "warning: "))]) == 1, err
 
 
+@pytest.mark.parametrize("command", [["train-style", "--style", "{s}"], ["train-sr"], ["train-decoder"]])
+def test_an_empty_training_output_is_refused_not_the_current_folder(files, capsys, monkeypatch, command):
+    monkeypatch.chdir(files)  # "" would be this folder: it must stay as it is
+    before = snapshot(files)
+    code, err = cli(capsys, *[a.format(s=files / "s.png") for a in command], "--data", files / "d", "-o", "",
+                    "--iters", "1", "--quiet")
+    one_error(code, err, "output is empty")
+    assert snapshot(files) == before
+
+
 def test_a_training_run_that_fails_before_its_first_step_leaves_no_folder(files, capsys):
     (files / "bad").mkdir()
     (files / "bad" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
