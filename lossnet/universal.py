@@ -201,6 +201,9 @@ class UniversalStyle:
                                           f"{len(styles)}")
             if cfg.style_weights is not None:
                 raise ConfigError("style_weights", "a mask places each painting in its region: give no blend weights")
+            if mask.dim() != 4 or mask.shape[:2] != (1, 1) or not 0 <= float(mask.min()) <= float(mask.max()) <= 1:
+                raise ConfigError("mask", f"one channel (1, 1, H, W) in [0, 1], got {tuple(mask.shape)} in "
+                                          f"[{float(mask.min()):g}, {float(mask.max()):g}]")
         self.weights = [1.0] * len(styles) if cfg.style_weights is None else [float(w) for w in cfg.style_weights]
         if len(self.weights) != len(styles) or not all(0 <= w < math.inf for w in self.weights) \
                 or (styles and sum(self.weights) <= 0):

@@ -168,6 +168,10 @@ def test_a_mask_puts_the_first_painting_on_white_and_the_second_on_black(decoder
         assert (split[..., side] - first[..., side]).abs().mean() < (split[..., side] - second[..., side]).abs().mean()
     none = stylize(image, paintings, UniversalConfig(alpha=0, **FP32), trained)
     assert torch.allclose(stylize(image, paintings, UniversalConfig(alpha=0, **FP32), trained, mask=left), none)
+    from lossnet.errors import ConfigError
+    for bad in (left.expand(1, 3, h, w), 2 * left):  # an RGB mask, a mask beyond [0, 1]
+        with pytest.raises(ConfigError, match="mask"):
+            UniversalStyle(paintings, UniversalConfig(**FP32), trained, mask=bad)
 
 
 def test_original_colours_keep_the_photos_colours(decoders, paintings):

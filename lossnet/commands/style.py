@@ -126,8 +126,6 @@ def cmd_stylize_universal(args) -> None:
     if given:
         raise LossnetError(f"--{given[0].replace('_', '-')} is an option of the optimisation (or of --model), not of "
                            f"--method {args.method}")
-    if args.mask is not None and len(args.style) != 2:
-        raise LossnetError(f"--mask places two paintings (the first where the mask is white), got {len(args.style)}")
     temporal = temporal_config(args)
     frames_of(Path(args.content), temporal)  # refuses --temporal on one image
     check_output(Path(args.content), Path(args.output))
