@@ -130,7 +130,7 @@ def cmd_stylize_universal(args) -> None:
     frames_of(Path(args.content), temporal)  # refuses --temporal on one image
     check_output(Path(args.content), Path(args.output))
     device, precision = resolve_run(args)
-    cfg = UniversalConfig(method=args.method, alpha=1.0 if args.alpha is None else args.alpha,
+    cfg = UniversalConfig(method=args.method, alpha=UniversalConfig.alpha if args.alpha is None else args.alpha,
                           style_weights=args.style_weights, levels=args.levels, original_colors=args.original_colors,
                           tile=args.tile, overlap=args.overlap, max_memory=args.max_memory, weights=args.weights,
                           precision=precision, device=device)
