@@ -113,6 +113,8 @@ fraction = _bounded(float, lambda v: 0 <= v < 1, "in [0, 1)", "fraction")  # Ada
 unit_interval = _bounded(float, lambda v: 0 <= v <= 1, "in [0, 1]", "unit_interval")  # a blend strength
 # 0 (never tile) or a tile side of at least 32 pixels (smaller tiles are all overlap and padding)
 tile_side = _bounded(int, lambda v: v == 0 or v >= 32, "0 (no tiles) or at least 32", "tile_side")
+# A classifier's input side: ImageNet networks see 224 px; past 2048 px their activations alone take gigabytes.
+image_side = _bounded(int, lambda v: 16 <= v <= 2048, "in [16, 2048]", "image_side")
 floats = _listed(nonneg, "non-negative finite numbers", "floats")  # weights: of styles, of layers, of a blend
 ints = _listed(positive_int, "positive integers", "ints")  # sizes and iteration counts
 

@@ -173,7 +173,7 @@ def _strategy(action: argparse.Action):
     if flag in STEP_FLAGS:
         return STEPS
     kind = getattr(action.type, "__name__", None)
-    if kind in ("int", "positive_int", "nonneg_int", "tile_side", "ints"):
+    if kind in ("int", "positive_int", "nonneg_int", "tile_side", "image_side", "ints"):
         return COUNTS
     if kind in ("float", "finite", "nonneg", "positive", "fraction", "unit_interval", "floats"):
         return NUMBERS

@@ -80,6 +80,7 @@ def test_an_output_never_replaces_an_input(files, capsys, args):
     (["pix2pix", "train", "--data", "{d}", "-o", "{o}", "--beta1", "1.5"], "--beta1: must be in [0, 1)"),
     (["stylize", "{a}", "--model", "{m}", "-o", "{o}.png", "--tile", "1"], "--tile: must be 0"),
     (["superres", "{a}", "--method", "bicubic", "-o", "{o}.png", "--overlap", "-3"], "--overlap: must be >= 0"),
+    (["viz", "patches", "{d}", "-o", "{o}.png", "--size", "99999"], "--size: must be in [16, 2048]"),
 ])
 def test_option_values_are_checked_when_parsed(files, capsys, args, fragment):
     names = {"a": files / "a.png", "s": files / "s.png", "d": files / "d", "m": files / "m.safetensors",

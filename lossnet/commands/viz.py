@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import nonneg, nonneg_int, positive, positive_int, unit_interval
+from ..cli import image_side, nonneg, nonneg_int, positive, positive_int, unit_interval
 from ..errors import LossnetError
 
 
@@ -16,7 +16,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="efficientnet-lite0",
                    help="efficientnet-lite0 (offline, default), vgg16 or vgg19 (need ImageNet weights with their classifier)")
     g.add_argument("--weights", help="state dict file for --model (default: the installed / cached weights)")
-    g.add_argument("--size", type=positive_int,
+    g.add_argument("--size", type=image_side,
                    help="side of the square input crop (default: the model's, 224); deepdream: longest side (384)")
 
 
@@ -104,7 +104,7 @@ def cmd_occlusion(args) -> None:
     model = _start(args)
     x = _image(args, model)
     index, name, p = _class(model, x, args.target)
-    drop = occlusion(model, x, index, args.patch, args.stride, args.fill)[0]
+    drop = occlusion(model, x, index, args.patch, args.stride, args.fill, progress_bar=not args.quiet)[0]
     _wrote(panels([(f"{name} (p={p:.2f})", x), (f"drop in p, {args.patch}px patches", drop),
                    ("overlay", overlay(x, drop.clamp(min=0)))], args.output))
 
@@ -237,6 +237,7 @@ def register(sub) -> None:
             p.add_argument("--patch", type=positive_int, default=16, help="side of the grey square (default 16)")
             p.add_argument("--stride", type=positive_int, default=8, help="step between squares (default 8)")
             p.add_argument("--fill", type=unit_interval, default=0.5, help="grey level of the square, in [0, 1] (default 0.5)")
+            p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _method(vsub, "class-model", cmd_class_model, "class visualisation: an image the model scores as CLASS", ("target",))
     p.add_argument("--iters", type=positive_int, default=200)

@@ -20,7 +20,7 @@ from .. import cli
 _TYPES = {int: ("integer", None), float: ("number", None), cli.positive_int: ("integer", 1),
           cli.nonneg_int: ("integer", 0), cli.positive: ("number", 0), cli.nonneg: ("number", 0),
           cli.finite: ("number", None), cli.fraction: ("number", 0), cli.unit_interval: ("number", 0),
-          cli.tile_side: ("integer", 0), cli.floats: ("numbers", None), cli.ints: ("integers", 1),
+          cli.tile_side: ("integer", 0), cli.image_side: ("integer", 16), cli.floats: ("numbers", None), cli.ints: ("integers", 1),
           cli.names: ("names", None), None: ("text", None), str: ("text", None)}
 
 

@@ -24,7 +24,7 @@ def window_starts(length: int, patch: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def occlusion(model, x: torch.Tensor, target: Target = None, patch: int = 16, stride: int = 8,
-              fill: float = 0.5, batch: int = 4) -> torch.Tensor:
+              fill: float = 0.5, batch: int = 4, progress_bar: bool = True) -> torch.Tensor:
     """(N, H, W) mean drop in the target's score when a patch x patch square of `fill` covers each pixel.
 
     Small batches: on a CPU, EfficientNet at 224 runs ~45 ms per image in batches of 1-4 and ~125 ms in
@@ -39,7 +39,7 @@ def occlusion(model, x: torch.Tensor, target: Target = None, patch: int = 16, st
     for top, left in windows:
         count[top:top + patch, left:left + patch] += 1
     base = scores(model, x, target, softmax)
-    bar = progress(n * len(windows), "occlusion", faster="a larger --stride")  # ~45 ms a window: minutes for a fine stride
+    bar = progress(n * len(windows), "occlusion", progress_bar, faster="a larger --stride")  # ~45 ms a window: minutes for a fine stride
     for i in range(n):
         t = target[i:i + 1] if softmax else target
         for start in range(0, len(windows), batch):
