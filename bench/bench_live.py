@@ -4,6 +4,7 @@ running, and the server's memory over the whole run.
     python bench/bench_live.py                  # 30 s per case (2 minutes of live frames); writes BENCHMARKS.md
     python bench/bench_live.py --duration 10    # shorter cases
     python bench/bench_live.py --no-write       # prints only
+    python bench/bench_live.py --soak 120       # then 2 minutes at 320x240: is the server's memory flat?
 
 `lossnet serve --threads 1`; one client sends frames as a camera would, 30 a second whether or not the last
 was answered (the server keeps only the newest), each a JPEG of a real photo shifted a few pixels from the
@@ -111,7 +112,7 @@ def start_job(url: str) -> str:
     return job["id"]
 
 
-def run(duration: float) -> dict:
+def run(duration: float, soak: float = 0.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(Path(tmp), threads=1)
         rss: list[tuple[float, float]] = []
@@ -134,12 +135,18 @@ def run(duration: float) -> dict:
                     cases.append({"job": "Gatys, 128 px", **live_case(url, size, duration)})
                 finally:
                     request(f"{url}/api/jobs/{job}/cancel", b"", method="POST")
+            if soak:  # one size, nothing else: the RSS of this stretch alone says whether frames leak
+                soak_from = len(rss)
+                soak_case = {"job": "none", **live_case(url, SIZES[0], soak)}
         finally:
             stop.set()
             sampler.join()
             server.terminate()
             server.wait(timeout=30)
-    return {"cases": cases, "rss": rss, "duration": duration}
+    out = {"cases": cases, "rss": rss, "duration": duration}
+    if soak:
+        out["soak"] = {"seconds": soak, "case": soak_case, "rss": rss[soak_from:]}
+    return out
 
 
 def rss_summary(rss: list[tuple[float, float]]) -> dict:
@@ -171,16 +178,33 @@ def section(stats: dict, conditions: str) -> str:
         f"{conditions}.",
         "",
         f"Server RSS from {r['from_s']:.0f} s to {r['to_s']:.0f} s: {r['first']:.0f} MB -> {r['last']:.0f} MB "
-        f"(peak {r['peak']:.0f} MB, fitted slope {r['slope_mb_min']:+.1f} MB/min).",
+        f"(peak {r['peak']:.0f} MB, fitted slope {r['slope_mb_min']:+.1f} MB/min)." + soak_line(stats),
     ])
+
+
+def soak_line(stats: dict) -> str:
+    if "soak" not in stats:
+        return ""
+    soak = stats["soak"]
+    r, c = rss_summary(soak["rss"]), soak["case"]
+    return (f" Then {soak['seconds']:g} s of {c['size']} frames alone ({c['fps']:.1f} fps): server RSS from "
+            f"{r['from_s']:.0f} s to {r['to_s']:.0f} s of that stretch {r['first']:.0f} MB -> {r['last']:.0f} MB "
+            f"(peak {r['peak']:.0f} MB, fitted slope {r['slope_mb_min']:+.1f} MB/min).")
 
 
 def main(argv=None) -> None:
     from run import conditions, record
+    import argparse
     argv = list(argv or [])
-    duration = float(argv[argv.index("--duration") + 1]) if "--duration" in argv else 30.0
+    parser = argparse.ArgumentParser(prog="bench_live.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per case (default 30)")
+    parser.add_argument("--soak", type=float, default=0.0,
+                        help="then this many seconds at 320x240 alone, for the server's memory (default 0: none)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
     start = conditions()
-    record("Studio live mode", section(run(duration), start), "bench_live.py", argv, write="--no-write" not in argv)
+    record("Studio live mode", section(run(args.duration, args.soak), start), "bench_live.py", argv,
+           write=not args.no_write)
 
 
 if __name__ == "__main__":
