@@ -72,6 +72,16 @@ def style_png(tmp_path_factory) -> Path:
     return save_image(make_style("swirls", 64), tmp_path_factory.mktemp("images") / "swirls.png")
 
 
+def run_cli(args, capsys):
+    """(exit code, captured output) of the CLI's main on `args`, argparse's own exits included."""
+    from lossnet.cli import main
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own errors (one line too: cli.Parser)
+        code = e.code
+    return code, capsys.readouterr()
+
+
 def files_in(folder: Path) -> list[str]:
     """Everything in a folder, hidden (temp) files included."""
     return sorted(p.name for p in Path(folder).iterdir())

@@ -8,22 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import photo
+from conftest import photo, run_cli
 from lossnet import fast, temporal as T
 from lossnet.data import gaussian_blur
-from lossnet.cli import main
 from lossnet.io import save_image
 from lossnet.nets.transformer import TransformerNet
 
 pytest.importorskip("cv2")
-
-
-def run_cli(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse's own errors (one line too: cli.Parser)
-        code = e.code
-    return code, capsys.readouterr()
 
 
 def shifted_pair(dx: int, dy: int, size: int = 96):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import files_in, photo
+from conftest import files_in, photo, run_cli
 from lossnet import registry
-from lossnet.cli import main
 from lossnet.io import load_image, save_image
 from lossnet.metrics import psnr
 from lossnet.procedural import make_style
@@ -17,14 +16,6 @@ from lossnet.universal import (DecoderConfig, FeatureMap, UniversalConfig, Unive
                                load_decoders, moments, reconstruct, stylize, train_decoder)
 
 FP32 = dict(precision="fp32")  # exact comparisons: no bf16 rounding
-
-
-def run_cli(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse's own errors (one line too: cli.Parser)
-        code = e.code
-    return code, capsys.readouterr()
 
 
 @pytest.fixture(scope="module")

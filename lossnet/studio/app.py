@@ -163,15 +163,22 @@ def create_app(settings: Settings) -> Starlette:
                              "max_pixels": settings.max_pixels, "run_dir": str(settings.run_dir),
                              "notice": queue.history.notice})
 
-    async def list_methods(request: Request) -> Response:
-        return JSONResponse({"methods": await run_in_threadpool(M.catalog)})
-
-    async def submit(request: Request) -> Response:
+    def upload_refused(request: Request) -> Response | None:
+        """411 / 413 before a byte of the body is read: the size is checked from the request's header."""
         length = request.headers.get("content-length")
         if length is None:
             return error(411, "send the upload with a Content-Length")
         if not length.isdigit() or int(length) > settings.max_upload_mb * 1e6:
             return error(413, f"the upload is over the {settings.max_upload_mb:g} MB limit")
+        return None
+
+    async def list_methods(request: Request) -> Response:
+        return JSONResponse({"methods": await run_in_threadpool(M.catalog)})
+
+    async def submit(request: Request) -> Response:
+        refused = upload_refused(request)
+        if refused is not None:
+            return refused
         try:
             queue.check_room()
         except QueueFull as e:
@@ -291,11 +298,9 @@ def create_app(settings: Settings) -> Starlette:
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
     async def upload_model(request: Request) -> Response:
-        length = request.headers.get("content-length")
-        if length is None:
-            return error(411, "send the upload with a Content-Length")
-        if not length.isdigit() or int(length) > settings.max_upload_mb * 1e6:
-            return error(413, f"the upload is over the {settings.max_upload_mb:g} MB limit")
+        refused = upload_refused(request)
+        if refused is not None:
+            return refused
         try:
             form = await request.form(max_files=1, max_fields=4)
         except Exception as e:  # noqa: BLE001 - starlette's parser errors: malformed multipart
