@@ -13,7 +13,6 @@ in `lossnet.registry`, which loads, saves, trains and applies it like every othe
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,9 +312,8 @@ def _norms(net: TransformerNet) -> list[CondInstanceNorm]:
 @torch.no_grad()
 def _global_stats(net: TransformerNet, image: torch.Tensor, style, stats_pixels: int) -> None:
     """Fix every instance norm's statistics to those of the whole image (downscaled to `stats_pixels`)."""
-    h, w = image.shape[-2:]
-    side = max(16, int(max(h, w) * min(1.0, math.sqrt(stats_pixels / (h * w)))))
-    small = image if side >= max(h, w) else resize_longest(image, side)
+    from .tiling import shrunk
+    small = shrunk(image, stats_pixels)
     norms = _norms(net)
     for m in norms:
         m.record, m.stats = [], None

@@ -176,3 +176,13 @@ def pad_to_multiple(image: torch.Tensor, multiple: int, centered: bool = False):
     def crop(y: torch.Tensor, scale: int = 1) -> torch.Tensor:
         return y[..., top * scale:(top + h) * scale, left * scale:(left + w) * scale]
     return image, crop
+
+
+def shrunk(image: torch.Tensor, pixels: int) -> torch.Tensor:
+    """`image` downscaled to about `pixels` pixels (its longest side at least 16), or itself if not larger: what
+    a tiled pass takes its whole-image statistics from."""
+    from .io import resize_longest
+    h, w = image.shape[-2:]
+    if h * w <= pixels:
+        return image
+    return resize_longest(image, max(16, int(max(h, w) * math.sqrt(pixels / (h * w)))))

@@ -49,12 +49,12 @@ from .color import keep_colors
 from .data import StepBatches, photo_crops
 from .errors import ConfigError, LossnetError
 from .features import LossNetwork, build_matching
-from .io import MIN_SIDE, picture, resize, resize_longest
+from .io import MIN_SIDE, picture, resize
 from .nets.decoder import Decoder, pools_before
 from .objectives import relative_mse
 from .precision import announce, resolve as resolve_precision
 from .registry import Kind, init_from_option, option
-from .tiling import auto_tile, pad_to_multiple, tiled
+from .tiling import auto_tile, pad_to_multiple, shrunk, tiled
 from .train import Task, TrainConfig, seeded
 
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # relu5_1 is mostly silent in HED's weights
@@ -283,10 +283,8 @@ class UniversalStyle:
                          self.cfg.max_memory, key=f"{self.run.name} {images.shape[1]}")
         if side == 0:
             return self._through(images, level, None)
-        h, w = images.shape[-2:]  # the maps of the whole image (downscaled), then the same maps in every tile
-        whole = images if h * w <= self.cfg.stats_pixels else \
-            resize_longest(images, int(max(h, w) * math.sqrt(self.cfg.stats_pixels / (h * w))))
-        whole = self._padded(whole, level)
+        # the maps of the whole image (downscaled), then the same maps in every tile
+        whole = self._padded(shrunk(images, self.cfg.stats_pixels), level)
         features = self._encode(whole, level)
         maps = self._maps(features, self._regions(whole, features), level)
         return tiled(lambda x: self._through(x, level, maps), images, side, self.cfg.overlap,
