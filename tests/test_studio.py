@@ -483,7 +483,7 @@ def test_history_survives_kill_9_queued_jobs_run_and_the_running_one_is_marked_i
 # ----------------------------------------------------------------------------- the gallery
 def test_the_gallery_shows_every_style_model_once_per_style_and_caches_thumbnails_by_file_hash(studio):
     from lossnet.registry import bundled
-    from lossnet.studio.gallery import file_hash
+    from lossnet.weights import file_sha256
     models = {m["key"]: m for m in studio.get("/api/gallery").json()["models"]}
     style_models = bundled("style")
     assert set(style_models) <= set(models) and not {"x4-pixel", "facades-label2photo"} & set(models)
@@ -492,7 +492,7 @@ def test_the_gallery_shows_every_style_model_once_per_style_and_caches_thumbnail
     assert paintings["description"] == style_models["paintings8"].description
     first = studio.get(paintings["thumbs"][0])
     assert first.status_code == 200 and Image.open(io.BytesIO(first.content)).size == (160, 160)
-    cached = Path(studio.run_dir) / "gallery" / f"{file_hash(style_models['paintings8'].path)}-0.png"
+    cached = Path(studio.run_dir) / "gallery" / f"{file_sha256(style_models['paintings8'].path)}-0.png"
     made = cached.stat().st_mtime_ns
     assert studio.get(paintings["thumbs"][0]).content == first.content and cached.stat().st_mtime_ns == made
     other = studio.get(paintings["thumbs"][2]).content

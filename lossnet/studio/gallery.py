@@ -14,7 +14,6 @@ Only style models are shown: the gallery's one photo says nothing about a super-
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -22,6 +21,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..weights import file_sha256
 
 REFERENCE_PHOTO = "astronaut"  # scikit-image's bundled photo (lossnet.io.bundled_photo): no files needed
 THUMB_SIDE = 160
@@ -50,14 +51,6 @@ def style_name(file_name: str) -> str:
     return re.sub(r"[_-]+", " ", Path(str(file_name)).stem).strip() or str(file_name)
 
 
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Gallery:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -70,7 +63,7 @@ class Gallery:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._hashes:
-            self._hashes[key] = file_hash(path)
+            self._hashes[key] = file_sha256(path)
         return self._hashes[key]
 
     def entries(self) -> list[Entry]:
@@ -103,7 +96,7 @@ class Gallery:
         """Keep a model file that was already checked (lossnet.weights.read_model) under its hash; the same
         file twice is one entry."""
         from ..registry import load, stored_metadata
-        digest = file_hash(path)
+        digest = file_sha256(path)
         kept = self.uploads / f"{digest}.safetensors"
         sidecar = kept.with_suffix(".json")
         if not sidecar.is_file():
