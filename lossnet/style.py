@@ -7,6 +7,7 @@ feature inversion (Mahendran & Vedaldi, https://arxiv.org/abs/1412.0035): three 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -45,12 +46,12 @@ class StyleConfig:
 
 
 def check_weights(name: str, weights: Sequence[float], count: int) -> list[float]:
-    """Blend or layer weights: one per item, non-negative, not all zero."""
+    """Blend or layer weights: one per item, finite, non-negative, not all zero."""
     weights = [float(w) for w in weights]
     if len(weights) != count:
         raise LossnetError(f"{name}: {len(weights)} weights given for {count} items")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise LossnetError(f"{name}: weights must be non-negative and not all zero, got {weights}")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise LossnetError(f"{name}: weights must be finite, non-negative and not all zero, got {weights}")
     return weights
 
 

@@ -72,7 +72,7 @@ def test_health_and_methods_come_from_the_cli_parser(studio):
     health = studio.get("/api/health").json()
     assert health["status"] == "ok" and health["workers"] == 1 and health["max_queued"] == 2
     methods = {m["name"]: m for m in studio.get("/api/methods").json()["methods"]}
-    assert {"stylize", "fast-style", "superres", "pix2pix", "texture", "saliency", "guided", "occlusion",
+    assert {"stylize", "fast-style", "universal", "superres", "pix2pix", "texture", "saliency", "guided", "occlusion",
             "class-model", "deepdream"} <= set(methods)
     for name, described in methods.items():
         m = M.method(name)
@@ -104,6 +104,28 @@ def test_feed_forward_job_runs_to_a_result_at_the_asked_size(studio):
     attachment = studio.get(done["result_url"] + "?download=1")
     assert attachment.headers["content-disposition"].startswith("attachment") and attachment.content == result.content
     assert any(j["id"] == job["id"] for j in studio.get("/api/jobs").json()["jobs"])
+
+
+def test_any_painting_in_one_pass_with_a_mask_and_two_paintings(studio):
+    import numpy as np
+    mask = Image.new("L", (96, 96), 0)
+    mask.paste(255, (0, 0, 48, 96))  # the left half takes the first painting
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    files = {"content": [("c.png", png_bytes(96))],
+             "style": [("a.png", png_bytes(96, "coffee")), ("b.png", png_bytes(96, "chelsea"))],
+             "mask": [("m.png", buffer.getvalue())]}
+    results = {}
+    for method in ("wct", "adain"):
+        r = submit(studio, "universal", files, method=method, size=96)
+        assert r.status_code == 202, r.text
+        done = wait(studio, r.json()["id"])
+        assert done["state"] == "done", done
+        results[method] = np.asarray(Image.open(io.BytesIO(studio.get(done["result_url"]).content)), dtype=float)
+        assert results[method].shape == (96, 96, 3)
+    assert np.abs(results["wct"] - results["adain"]).mean() > 2  # the method chosen on the page is the one run
+    refused = submit(studio, "universal", files, method="gatys")
+    assert refused.status_code == 400 and "method" in refused.json()["error"]
 
 
 def test_pixel_loop_job_streams_progress_and_live_previews(studio):
@@ -568,7 +590,9 @@ def test_live_mode_stylises_the_newest_frame_and_drops_the_rest(studio):
         header, waved = live_result(ws)
         assert header["model"] == "wave" and np.abs(np.asarray(waved, dtype=np.float32) - np.asarray(first, dtype=np.float32)).mean() > 10
         ws.send_text(json.dumps({"type": "settings", "model": "paintings8", "blend": [1, 2]}))
-        assert "8 weights" in json.loads(ws.receive_text())["error"]
+        assert "2 weights given for 8 items" in json.loads(ws.receive_text())["error"]
+        ws.send_text(json.dumps({"type": "settings", "model": "paintings8", "blend": [float("nan")] * 8}))
+        assert "finite" in json.loads(ws.receive_text())["error"]  # JSON lets NaN through; the check does not
         ws.send_text(json.dumps({"type": "settings", "model": "../../etc/passwd"}))
         assert "no style model" in json.loads(ws.receive_text())["error"]
         ws.send_bytes(struct.pack(">I", 13) + b"not a picture")

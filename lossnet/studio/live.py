@@ -153,12 +153,10 @@ class Stylist:
 
     @staticmethod
     def style_vector(net, blend):
-        import torch
+        from ..fast import style_weights
         if blend is None or net.n_styles == 1:
             return None
-        if len(blend) != net.n_styles or any(w < 0 for w in blend) or sum(blend) <= 0:
-            raise LiveError(f"blend takes {net.n_styles} weights, none negative, not all zero")
-        return torch.tensor(blend, dtype=torch.float32) / sum(blend)
+        return style_weights(net, blend=blend)
 
     def stylise(self, connection: "Connection", data: bytes) -> tuple[bytes, float]:
         """One frame: decode, stylise (stabilised if asked), keep for a snapshot, encode; (JPEG, CPU seconds)."""
