@@ -139,6 +139,9 @@ STYLIZE_ERRORS = {
     "zero style scale": (["--style-scale", "0"], "argument --style-scale: must be > 0"),
     "negative learning rate": (["--lr=-1"], "argument --lr: must be > 0"),
     "negative snapshot interval": (["--snapshot-every=-2"], "argument --snapshot-every: must be >= 0"),
+    "nan blend weight": (["--style", "{style}", "--style-weights", "nan,1"], "finite"),
+    "a style network's tiles": (["--tile", "256"], "--tile is an option of --model or of --method wct|adain"),
+    "a style network's blend": (["--blend", "1,1"], "--blend is an option of --model"),
 }
 
 

@@ -59,12 +59,10 @@ def cmd_stylize(args) -> None:
 
     if args.method != "gatys":
         return cmd_stylize_universal(args)
-    given = [flag for flag, value in (("--alpha", args.alpha), ("--mask", args.mask), ("--decoders", args.decoders),
-                                      ("--levels", args.levels)) if value is not None]
-    if given:
-        raise LossnetError(f"{given[0]} is an option of --method wct or adain")
+    refuse_given(args, UNIVERSAL_ONLY, "--method wct or adain")
     if args.model:
         return cmd_stylize_model(args)
+    refuse_given(args, MODEL_OR_UNIVERSAL, "--model or of --method wct|adain, not of the optimisation")
     if not args.style:
         raise LossnetError("stylize needs --style IMAGE (optimisation) or --model MODEL (feed-forward)")
     blend = check_weights("--style-weights", args.style_weights or [1.0] * len(args.style), len(args.style))
@@ -122,10 +120,7 @@ def cmd_stylize_universal(args) -> None:
     if args.network != "vgg16" or args.pooling != "max":
         raise LossnetError(f"--method {args.method} runs the decoders' own encoder (VGG16, max pooling): "
                            "--network and --pooling do not apply")
-    given = [dest for dest, default in args.not_universal.items() if getattr(args, dest) != default]
-    if given:
-        raise LossnetError(f"--{given[0].replace('_', '-')} is an option of the optimisation (or of --model), not of "
-                           f"--method {args.method}")
+    refuse_given(args, NOT_UNIVERSAL, f"the optimisation (or of --model), not of --method {args.method}")
     temporal = temporal_config(args)
     frames_of(Path(args.content), temporal)  # refuses --temporal on one image
     check_output(Path(args.content), Path(args.output))
@@ -207,8 +202,18 @@ def add_feed_forward_args(p) -> None:
                         f"default {TemporalConfig.strength}); with --style it scales the temporal loss term")
 
 
+# Options of one way of stylising that another has no use for: given, they are refused, not ignored.
 NOT_UNIVERSAL = ("content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight", "scales",
                  "iters", "optimizer", "lr", "snapshot_every", "init", "tv_weight", "seed", "style_index", "blend")
+UNIVERSAL_ONLY = ("alpha", "mask", "decoders", "levels")
+MODEL_OR_UNIVERSAL = ("style_index", "blend", "batch_size", "tile", "overlap", "max_memory")
+
+
+def refuse_given(args, dests, whose: str) -> None:
+    """One error line for the first of `dests` given a value other than its default: it is an option of `whose`."""
+    for dest in dests:
+        if getattr(args, dest) != args.option_defaults[dest]:
+            raise LossnetError(f"--{dest.replace('_', '-')} is an option of {whose}")
 
 
 def add_universal_args(p) -> None:
@@ -260,8 +265,8 @@ def register(sub) -> None:
     add_network_args(p)
     add_feed_forward_args(p)
     add_universal_args(p)
-    # the options --method wct|adain has no use for, with their defaults: given, they are refused, not ignored
-    p.set_defaults(func=cmd_stylize, not_universal={dest: p.get_default(dest) for dest in NOT_UNIVERSAL})
+    p.set_defaults(func=cmd_stylize, option_defaults={dest: p.get_default(dest) for dest in
+                                                      {*NOT_UNIVERSAL, *UNIVERSAL_ONLY, *MODEL_OR_UNIVERSAL}})
 
     p = sub.add_parser("texture", help="texture synthesis: match a style image's Grams from noise")
     p.add_argument("style")
