@@ -102,22 +102,28 @@ class Moments:
     inverse: torch.Tensor
 
 
+def pixels(features: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) -> (H * W, C), one row per pixel: a view of channels-last features (the encoder's layout), so
+    the statistics and the maps read and write them without a transposed copy."""
+    return features.permute(1, 2, 0).reshape(-1, features.shape[0])
+
+
 def moments(features: torch.Tensor, method: str, weight: torch.Tensor | None = None) -> Moments:
     """The statistics of one image's features (C, H, W), in fp32; `weight` (H, W) >= 0 makes them a region's."""
-    f = features.flatten(1).float()
+    f = pixels(features.float())
     w = None if weight is None else weight.flatten().float().to(f.device)
-    total = f.shape[1] if w is None else w.sum().clamp_min(1e-8)
-    mean = (f.sum(1) if w is None else f @ w) / total
-    x = f - mean[:, None]
+    total = f.shape[0] if w is None else w.sum().clamp_min(1e-8)
+    mean = (f.sum(0) if w is None else w @ f) / total
+    x = f - mean
     if w is not None:
-        x = x * w.sqrt()
+        x = x * w.sqrt()[:, None]
     if method == "adain":
-        std = (x.pow(2).sum(1) / total).sqrt()
+        std = (x.pow(2).sum(0) / total).sqrt()
         kept = std > math.sqrt(FLOOR) * std.max()
         return Moments(mean, std, torch.where(kept, 1 / std.clamp_min(1e-30), torch.zeros_like(std)))
     # fp64 on the CPU (MPS has no fp64): fp32's eigenvectors of relu4_1's 512 x 512 covariance leave its whitened
     # features' variances up to 4 % off 1; fp64 costs 20 ms more per image
-    values, vectors = torch.linalg.eigh((x @ x.T / total).cpu().double())
+    values, vectors = torch.linalg.eigh((x.T @ x / total).cpu().double())
     kept = values > FLOOR * values.max()
     v, d = vectors[:, kept], values[kept]
     return Moments(mean, ((v * d.sqrt()) @ v.T).to(f), ((v / d.sqrt()) @ v.T).to(f))
@@ -148,8 +154,9 @@ class FeatureMap:
 
     def __call__(self, f: torch.Tensor) -> torch.Tensor:
         """(C, H, W) -> (C, H, W)."""
-        if self.a.dim() == 2:
-            return (self.a @ f.flatten(1)).view_as(f) + self.b[:, None, None]
+        if self.a.dim() == 2:  # per pixel: a f + b, in the features' own layout
+            c, h, w = f.shape
+            return torch.addmm(self.b, pixels(f), self.a.T).view(h, w, c).permute(2, 0, 1)
         return f * self.a[:, None, None] + self.b[:, None, None]
 
 
@@ -218,9 +225,13 @@ class UniversalStyle:
         for decoder in self.decoders.values():
             check_encoder(decoder, self.encoder, cfg.weights)
         announce(self.run)
-        # each painting's statistics at each level, once: every image, frame and tile uses them
-        self.style_moments = {level: [moments(self._encode(self._padded(s, level), level)[0], cfg.method)
-                                      for s in styles] for level in self.levels}
+        # each painting's statistics at each level, once (one encoder pass): every image, frame and tile uses them
+        self.style_moments = {level: [] for level in self.levels}
+        for painting in styles:
+            with self.run.autocast():
+                features = self.encoder(painting[:, :3].to(cfg.device), self.levels)
+            for level in self.levels:
+                self.style_moments[level].append(moments(features[level][0].float(), cfg.method))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if min(images.shape[-2:]) < MIN_SIDE:
