@@ -30,9 +30,10 @@ def run_demo(out: Path, quick: bool = False) -> list[Path]:
     start = time.time()
     content = bundled_photo("astronaut", max(sizes))
     written = [save_image(content, out / "content.png")]
-    row = [content]
+    row, styles = [content], []
     for name in ["swirls", "mosaic"]:
         style = make_style(name, max(sizes))
+        styles.append(style)
         cfg = StyleConfig(sizes=sizes, iters=iters, loop=LoopConfig(desc=f"demo {name}"))
         t = time.time()
         image = stylize(content, [style], cfg)
@@ -40,10 +41,29 @@ def run_demo(out: Path, quick: bool = False) -> list[Path]:
         print(f"stylized with {name} in {time.time() - t:.1f} s")
         row += [style, image]
     written.append(save_image(side_by_side(row), out / "summary.png"))
+    written += universal_part(out, content, dict(zip(["swirls", "mosaic"], styles)))
     written += feed_forward_part(out, content)
     for path in written:
         print(f"wrote {path}")
     print(f"demo done in {time.time() - start:.1f} s; outputs in {out}/")
+    return written
+
+
+def universal_part(out: Path, content: torch.Tensor, styles: dict[str, torch.Tensor]) -> list[Path]:
+    """The same paintings in one pass: WCT and AdaIN on the bundled decoders."""
+    from . import registry
+    from .universal import KIND, UniversalConfig, UniversalStyle
+
+    if not registry.bundled(KIND):
+        print("universal style: no bundled decoders")
+        return []
+    written = []
+    for method in ("wct", "adain"):
+        for name, style in styles.items():
+            t = time.time()
+            result = UniversalStyle([style], UniversalConfig(method=method))(content)
+            print(f"{method} {name}: {content.shape[-1]}x{content.shape[-2]} in {time.time() - t:.1f} s")
+            written.append(save_image(result, out / f"{method}_{name}.png"))
     return written
 
 

@@ -532,4 +532,4 @@ def train_decoder(cfg: DecoderConfig, output: str | os.PathLike, run_dir: str | 
 KIND = Kind("decoder", stored="universal_decoder", title="universal style decoder", networks=(Decoder,),
             config=DecoderConfig, task=DecoderTask, build=_build, apply=reconstruct, half=True,
             description="a decoder of the frozen VGG16 at one level, for universal style transfer (Li et al.'s "
-                        "WCT, AdaIN): lossnet stylize PHOTO --style PAINTING --method wct|adain --decoders DIR")
+                        "WCT, AdaIN): lossnet stylize PHOTO --style PAINTING --method wct|adain (--decoders DIR for decoders of your own)")

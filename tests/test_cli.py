@@ -192,8 +192,9 @@ def test_demo_quick(capsys, tmp_path):
              "summary.png"]
     fast = sorted(p.name for p in written if p.name.startswith("fast_"))  # the feed-forward part, one per bundled model
     assert fast, "the demo's feed-forward part wrote nothing"
-    assert sorted(p.name for p in written) == sorted(names + fast)
-    assert files_in(tmp_path / "demo") == sorted(names + fast)
+    universal = [f"{method}_{style}.png" for method in ("wct", "adain") for style in ("swirls", "mosaic")]
+    assert sorted(p.name for p in written) == sorted(names + universal + fast)
+    assert files_in(tmp_path / "demo") == sorted(names + universal + fast)
     for path in written:
         with Image.open(path) as im:
             assert im.format == "PNG" and min(im.size) >= 16

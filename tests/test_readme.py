@@ -32,6 +32,9 @@ FAST = {
     ("viz", "deepdream"): ["--iters", "1", "--octaves", "1", "--size", "64"],
     ("viz", "embedding"): [],
     ("train-style",): ["--iters", "2", "--crop", "32", "--batch-size", "1", "--checkpoint-every", "1", "--quiet"],
+    ("stylize", "--method"): ["--size", "48"],
+    ("train-decoder",): ["--iters", "2", "--crop", "32", "--batch-size", "1", "--width", "0.125", "--checkpoint-every",
+                         "1", "--quiet"],
     ("train-sr",): ["--iters", "2", "--crop", "32", "--batch-size", "1", "--checkpoint-every", "1", "--quiet"],
     ("pix2pix", "train"): ["--iters", "2", "--netG", "unet_128", "--ngf", "4", "--ndf", "4", "--load-size", "128",
                            "--crop-size", "128", "--checkpoint-every", "1", "--quiet"],
@@ -76,9 +79,11 @@ def world(tmp_path_factory, shared_data):
         os.symlink(shared_data / data, root / name)
     for name, picture in [("photo.jpg", "astronaut"), ("painting.jpg", "coffee"), ("a.jpg", "coffee"),
                           ("b.jpg", "chelsea"), ("query.jpg", "chelsea"), ("small.png", "astronaut"),
-                          ("labels.png", "astronaut")]:
+                          ("labels.png", "astronaut"), ("sky.jpg", "coffee"), ("ground.jpg", "chelsea")]:
         save_image(photo(picture, 32 if name == "small.png" else 96), root / name)
-    for folder in ("FOLDER", "photos"):
+    mask = photo("astronaut", 96)[:, :1]
+    save_image((mask > mask.mean()).float().expand(-1, 3, -1, -1), root / "mask.png")
+    for folder in ("FOLDER", "photos", "paintings"):
         (root / folder).mkdir()
         for i, picture in enumerate(["astronaut", "coffee", "chelsea", "rocket", "cat", "astronaut"]):
             save_image(photo(picture, 80 - 4 * i), root / folder / f"{i}_{picture}.jpg")

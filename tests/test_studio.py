@@ -72,7 +72,7 @@ def test_health_and_methods_come_from_the_cli_parser(studio):
     health = studio.get("/api/health").json()
     assert health["status"] == "ok" and health["workers"] == 1 and health["max_queued"] == 2
     methods = {m["name"]: m for m in studio.get("/api/methods").json()["methods"]}
-    assert {"stylize", "fast-style", "universal", "superres", "pix2pix", "texture", "saliency", "guided", "occlusion",
+    assert {"stylize", "fast-style", "wct", "adain", "superres", "pix2pix", "texture", "saliency", "guided", "occlusion",
             "class-model", "deepdream"} <= set(methods)
     for name, described in methods.items():
         m = M.method(name)
@@ -117,15 +117,15 @@ def test_any_painting_in_one_pass_with_a_mask_and_two_paintings(studio):
              "mask": [("m.png", buffer.getvalue())]}
     results = {}
     for method in ("wct", "adain"):
-        r = submit(studio, "universal", files, method=method, size=96)
+        r = submit(studio, method, files, size=96, alpha=0.8)
         assert r.status_code == 202, r.text
         done = wait(studio, r.json()["id"])
         assert done["state"] == "done", done
         results[method] = np.asarray(Image.open(io.BytesIO(studio.get(done["result_url"]).content)), dtype=float)
         assert results[method].shape == (96, 96, 3)
-    assert np.abs(results["wct"] - results["adain"]).mean() > 2  # the method chosen on the page is the one run
-    refused = submit(studio, "universal", files, method="gatys")
-    assert refused.status_code == 400 and "method" in refused.json()["error"]
+    assert np.abs(results["wct"] - results["adain"]).mean() > 2  # each studio method runs its own transform
+    refused = submit(studio, "wct", files, iters=50)  # the optimisation's options are not on its page
+    assert refused.status_code == 400 and "iters" in refused.json()["error"]
 
 
 def test_pixel_loop_job_streams_progress_and_live_previews(studio):

@@ -121,6 +121,16 @@ def test_feed_forward_style_result_shows_and_downloads_at_the_right_size(page, i
     assert Image.open(saved).size == (80, 80)
 
 
+def test_any_painting_in_one_pass_gets_a_slider_per_painting_and_a_result(page, images):
+    choose(page, "adain", {"content": [images["photo"]], "style": [images["painting"], images["photo"]]}, size=96)
+    assert len(page.query_selector_all("[data-param=style_weights] input[type=range]")) == 2
+    card = run_new_job(page)
+    wait_state(page, card, "done")
+    result = card.query_selector(".job-result")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=result)
+    assert result.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 96]
+
+
 def test_gatys_progress_moves_and_the_live_preview_changes(page, images):
     choose(page, "stylize", {"content": [images["photo"]], "style": [images["painting"]]}, size=64, iters=60)
     card = run_new_job(page)

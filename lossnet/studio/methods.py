@@ -63,6 +63,18 @@ def _bundled(kind: str) -> dict:
     return bundled(kind)
 
 
+def _universal(name: str, title: str) -> Method:
+    """`stylize --method NAME` (wct, adain): the page's own `method` field names the studio's method."""
+    return Method(name, title, ("stylize",),
+                  (Upload("content", "content", "the photo to repaint: " + _IMAGE),
+                   Upload("style", "style", "one to four paintings, blended by style_weights", multiple=4),
+                   Upload("mask", "mask", "optional: a mask, the first painting where it is white, the second where "
+                                          "it is black", required=False)),
+                  ("alpha", "size", "style_weights", "original_colors", "style_scale", "precision"),
+                  defaults={"size": 512}, fixed=("--method", name), maximum={"size": 2048},
+                  weights_over={"style_weights": "upload:style"})
+
+
 _SIZE = {"size": 1024}
 _ITERS = {"iters": 2000}
 _IMAGE = "an image (PNG, JPEG, WebP, TIFF, BMP)"
@@ -81,6 +93,8 @@ METHODS = (
                    kind="transformer", required=False, instead_of="model")),
            ("model", "size", "style_index", "blend", "original_colors", "precision"),
            defaults={"model": "starry", "size": 512}, maximum={"size": 2048}, weights_over={"blend": "model"}),
+    *(_universal(name, title) for name, title in (("wct", "Any painting in one pass: WCT (Li et al.)"),
+                                                  ("adain", "Any painting in one pass, fastest: AdaIN (Huang et al.)"))),
     Method("superres", "Super-resolution (Johnson et al.)", ("superres",),
            (Upload("input", "input", "a small image to upscale: " + _IMAGE),),
            ("model", "precision"), defaults={"model": "x4-feature"}, fixed=("--method", "model"),
