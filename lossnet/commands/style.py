@@ -62,6 +62,7 @@ def cmd_stylize(args) -> None:
     refuse_given(args, UNIVERSAL_ONLY, "--method wct or adain")
     if args.model:
         return cmd_stylize_model(args)
+    refuse_given(args, MODEL_ONLY, "--model (a trained style network), not of the optimisation")
     refuse_given(args, MODEL_OR_UNIVERSAL, "--model or of --method wct|adain, not of the optimisation")
     if not args.style:
         raise LossnetError("stylize needs --style IMAGE (optimisation) or --model MODEL (feed-forward)")
@@ -206,7 +207,8 @@ def add_feed_forward_args(p) -> None:
 NOT_UNIVERSAL = ("content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight", "scales",
                  "iters", "optimizer", "lr", "snapshot_every", "init", "tv_weight", "seed", "style_index", "blend")
 UNIVERSAL_ONLY = ("alpha", "mask", "decoders", "levels")
-MODEL_OR_UNIVERSAL = ("style_index", "blend", "batch_size", "tile", "overlap", "max_memory")
+MODEL_ONLY = ("style_index", "blend")
+MODEL_OR_UNIVERSAL = ("batch_size", "tile", "overlap", "max_memory")
 
 
 def refuse_given(args, dests, whose: str) -> None:
@@ -266,7 +268,7 @@ def register(sub) -> None:
     add_feed_forward_args(p)
     add_universal_args(p)
     p.set_defaults(func=cmd_stylize, option_defaults={dest: p.get_default(dest) for dest in
-                                                      {*NOT_UNIVERSAL, *UNIVERSAL_ONLY, *MODEL_OR_UNIVERSAL}})
+                                                      {*NOT_UNIVERSAL, *UNIVERSAL_ONLY, *MODEL_ONLY, *MODEL_OR_UNIVERSAL}})
 
     p = sub.add_parser("texture", help="texture synthesis: match a style image's Grams from noise")
     p.add_argument("style")
