@@ -228,10 +228,9 @@ class UniversalStyle:
         # each painting's statistics at each level, once (one encoder pass): every image, frame and tile uses them
         self.style_moments = {level: [] for level in self.levels}
         for painting in styles:
-            with self.run.autocast():
-                features = self.encoder(painting[:, :3].to(cfg.device), self.levels)
+            features = self._encode(painting, self.levels)
             for level in self.levels:
-                self.style_moments[level].append(moments(features[level][0].float(), cfg.method))
+                self.style_moments[level].append(moments(features[level][0], cfg.method))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if min(images.shape[-2:]) < MIN_SIDE:
@@ -247,9 +246,11 @@ class UniversalStyle:
     def _padded(self, image: torch.Tensor, level: str) -> torch.Tensor:
         return pad_to_multiple(image, 2 ** pools_before(level))[0]
 
-    def _encode(self, image: torch.Tensor, level: str) -> torch.Tensor:
+    def _encode(self, image: torch.Tensor, levels: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The features of `levels` in one encoder pass, in fp32."""
         with self.run.autocast():
-            return self.encoder(image[:, :3].to(self.cfg.device), [level])[level].float()
+            features = self.encoder(image[:, :3].to(self.cfg.device), list(levels))
+        return {level: features[level].float() for level in levels}
 
     def _regions(self, piece: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
         """The mask channel of an image (or tile) at the features' resolution, as two regions' weights."""
@@ -278,7 +279,7 @@ class UniversalStyle:
     def _through(self, piece: torch.Tensor, level: str, maps: list[list[FeatureMap]] | None) -> torch.Tensor:
         """Encoder -> maps (this piece's own when None) -> decoder on an image or a tile (3 or 4 channels)."""
         padded, crop = pad_to_multiple(piece, 2 ** pools_before(level))
-        features = self._encode(padded, level)
+        features = self._encode(padded, [level])[level]
         regions = self._regions(padded, features)
         maps = self._maps(features, regions, level) if maps is None else maps
         features = apply_maps(features, maps, regions)
@@ -296,7 +297,7 @@ class UniversalStyle:
             return self._through(images, level, None)
         # the maps of the whole image (downscaled), then the same maps in every tile
         whole = self._padded(shrunk(images, self.cfg.stats_pixels), level)
-        features = self._encode(whole, level)
+        features = self._encode(whole, [level])[level]
         maps = self._maps(features, self._regions(whole, features), level)
         return tiled(lambda x: self._through(x, level, maps), images, side, self.cfg.overlap,
                      align=2 ** pools_before(level))
