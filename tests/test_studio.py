@@ -87,6 +87,10 @@ def test_health_and_methods_come_from_the_cli_parser(studio):
     assert fast["models"]["scream-kandinsky"]["styles"] == ["the_scream.jpg", "composition_vii.jpg"]
     iters = next(p for p in methods["stylize"]["params"] if p["name"] == "iters")
     assert iters["type"] == "integers" and iters["maximum"] == 2000 and iters["cli_default"] == [150, 100]
+    size_help = {name: next(p["help"] for p in methods[name]["params"] if p["name"] == "size")
+                 for name in ("stylize", "wct", "adain")}
+    assert "coarse to fine" in size_help["stylize"]  # the optimisation's stages; one pass has none
+    assert size_help["wct"] == size_help["adain"] == "longest side of the output"
     assert not any(p["name"] in ("weights", "device", "output", "run_dir") for m in methods.values() for p in m["params"])
 
 

@@ -55,6 +55,7 @@ class Method:
     max_input_pixels: int | None = None  # tighter than the server's upload limit (super-resolution multiplies it)
     weights_over: dict = field(default_factory=dict)  # a numbers option the page draws as sliders, by dest:
     # "upload:FIELD" (one per file in FIELD) or "model" (one per style of the chosen multi-style model)
+    helps: dict = field(default_factory=dict)  # the page's help where the parser's is another method's, by dest
 
 
 def _bundled(kind: str) -> dict:
@@ -72,7 +73,9 @@ def _universal(name: str, title: str) -> Method:
                                           "it is black", required=False)),
                   ("alpha", "size", "style_weights", "original_colors", "style_scale", "precision"),
                   defaults={"size": 512}, fixed=("--method", name), maximum={"size": 2048},
-                  weights_over={"style_weights": "upload:style"})
+                  weights_over={"style_weights": "upload:style"},
+                  # the parser's --size help is the optimisation's (coarse to fine); one pass renders the size itself
+                  helps={"size": "longest side of the output"})
 
 
 _SIZE = {"size": 1024}
@@ -171,7 +174,8 @@ def describe(m: Method) -> dict:
         else:
             kind, minimum = _TYPES.get(a.type, ("text", None))
         # the help without its "(default X)": the page shows the value, and the CLI's default when it differs
-        text = re.sub(r"\s*\(default [^)]*\)|\.?\s*Default \S+$", "", (a.help or "").replace("%%", "%"))
+        text = m.helps.get(dest) or re.sub(r"\s*\(default [^)]*\)|\.?\s*Default \S+$", "",
+                                           (a.help or "").replace("%%", "%"))
         row = {"name": dest, "flag": flag, "type": kind, "default": m.defaults.get(dest, a.default),
                "cli_default": a.default, "help": text}
         choices = _choices(m, dest, a)
