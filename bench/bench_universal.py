@@ -314,8 +314,9 @@ def speed(a) -> None:
 # ----------------------------------------------------------------------------- quality
 def quality(a) -> None:
     """PaintingScore of WCT, AdaIN and Gatys on photos x held-out paintings, and the ratios to Gatys'."""
+    from lossnet.classifier import lite0_wheel_file, load_classifier
     from lossnet.features import LossNetwork
-    from lossnet.metrics import PAINTING_LAYERS, PaintingScore
+    from lossnet.metrics import LITE0_CONTENT_LAYER, LITE0_PAINTING_LAYERS, PAINTING_LAYERS, PaintingScore
     from run import conditions, record
 
     torch.set_num_threads(THREADS)
@@ -324,6 +325,11 @@ def quality(a) -> None:
     files, works = content_photos(a.photos), paintings(a.paintings)
     net = LossNetwork(list(PAINTING_LAYERS), quiet=True)
     scores = {p: PaintingScore(load_image(p), net) for p in works}
+    # the same measure in EfficientNet-Lite0, which none of the three methods optimises (Gatys optimises VGG16's
+    # Grams at four of the five layers above, WCT matches its covariances there)
+    lite = load_classifier(quiet=True) if lite0_wheel_file() else None
+    lite_scores = {p: PaintingScore(load_image(p), lite, LITE0_PAINTING_LAYERS, LITE0_CONTENT_LAYER)
+                   for p in works} if lite else {}
     methods = {"gatys": gatys_label(a.size, a.gatys_iters), "wct": "WCT", "adain": "AdaIN"}
     results = {m: {} for m in methods}  # method -> (photo, painting) -> (painting distance, content distance)
     rows = []
@@ -341,7 +347,9 @@ def quality(a) -> None:
                     outs[m] = stylize_cli(f, p, a.size, ["--method", m, *decoder_args], Path(tmp) / f"{m}.png")
                 for m, out in outs.items():
                     results[m][f.name, p.name] = (scores[p].painting_distance(out, photo),
-                                                  scores[p].content_distance(out, photo))
+                                                  scores[p].content_distance(out, photo),
+                                                  *((lite_scores[p].painting_distance(out, photo),
+                                                     lite_scores[p].content_distance(out, photo)) if lite else ()))
                 rows.append([photo, resize_longest(load_image(p), a.size), outs["gatys"], outs["wct"], outs["adain"]])
                 print(f"{f.name} x {p.name}: " + ", ".join(f"{m} {results[m][f.name, p.name][0]:.3f} / "
                                                             f"{results[m][f.name, p.name][1]:.3f}" for m in methods),
@@ -350,12 +358,14 @@ def quality(a) -> None:
     def mean(m, which, painting=None):
         values = [v[which] for (_, pn), v in results[m].items() if painting is None or pn == painting]
         return sum(values) / len(values)
-    lines = ["| method | painting distance | / Gatys' (goal <= 2) | content distance | / Gatys' (goal <= 1.5) |",
-             "|---|---|---|---|---|"]
+    lines = ["| method | painting distance | / Gatys' (goal <= 2) | content distance | / Gatys' (goal <= 1.5) |"
+             + (" in EfficientNet-Lite0: painting distance | / Gatys' | content distance | / Gatys' |" if lite else ""),
+             "|---|---|---|---|---|" + ("---|---|---|---|" if lite else "")]
     for m, label in methods.items():
         pd, cd = mean(m, 0), mean(m, 1)
         lines.append(f"| {label} | {pd:.3f} | **{pd / mean('gatys', 0):.2f}** | {cd:.3f} | "
-                     f"**{cd / mean('gatys', 1):.2f}** |")
+                     f"**{cd / mean('gatys', 1):.2f}** |"
+                     + "".join(f" {mean(m, k):.3f} | {mean(m, k) / mean('gatys', k):.2f} |" for k in (2, 3) if lite))
     lines += ["", "| painting | painting distance: Gatys / WCT / AdaIN | content distance: Gatys / WCT / AdaIN |",
               "|---|---|---|"]
     for p in works:
@@ -367,7 +377,10 @@ def quality(a) -> None:
               "decoder's level, AdaIN on the deepest). Painting distance (`lossnet.metrics.PaintingScore`: Gram "
               "distance at relu1_1..relu4_1 to the painting at its best scale, over the photo's own; 1.0 is the "
               "photo, lower is closer) and content distance (relu4_1 against the photo; 0 is the photo), means "
-              "over all pairs. Decoders: " + "; ".join(f"{lv} {d}" for lv, d in described.items())
+              "over all pairs"
+              + ("; in EfficientNet-Lite0 the same two measures at its blocks 0, 2, 4 and 7 (1/2 to 1/16 of the "
+                 "image; content at 7), a network none of the methods optimises" if lite else "")
+              + ". Decoders: " + "; ".join(f"{lv} {d}" for lv, d in described.items())
               + f". {conditions()}."]
     if a.sheet:
         sheet(rows, a.cell, a.sheet)

@@ -114,6 +114,10 @@ def sr_scores(sr: torch.Tensor, hr: torch.Tensor, scale: int, quantize: bool = T
 # relu4_3), so a run that chose its own layers is not judged on them.
 PAINTING_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu4_1"
+# The same measure in a network that no method here optimises or inverts (lossnet.classifier): each stage's last
+# block at 1/2 .. 1/16 of the image, as relu1_1 .. relu4_1 in VGG16, and the 1/16 stage's end as the content.
+LITE0_PAINTING_LAYERS = ("blocks.0", "blocks.2", "blocks.4", "blocks.7")
+LITE0_CONTENT_LAYER = "blocks.7"
 # Stroke size follows the scale at which a painting's Grams are taken: an output that paints the strokes of
 # the painting at 512 px is as much a painting as one that paints them at 256 px.
 PAINTING_SCALES = (256, 384, 512, 768, 1024)
@@ -127,30 +131,32 @@ class PaintingScore:
         score.content_distance(output, photo)    # 0.0: the photo's deep features exactly; higher lost more
 
     The painting's Grams are taken with its longest side at each of `PAINTING_SCALES` up to its own size; an
-    image's Gram distance is the best over those scales of the mean relative squared error over
-    `PAINTING_LAYERS`. `net` is a `features.LossNetwork` with those taps (the default VGG16 when None)."""
+    image's Gram distance is the best over those scales of the mean relative squared error over `layers`.
+    `net` is anything with `taps(image, names)` (a `features.LossNetwork`, a `classifier.Classifier`): the
+    default VGG16 when None; with another network name its `layers` and `content_layer` too."""
 
-    def __init__(self, painting: torch.Tensor, net=None):
+    def __init__(self, painting: torch.Tensor, net=None, layers=PAINTING_LAYERS, content_layer=CONTENT_LAYER):
         from .features import LossNetwork
         from .io import resize_longest
 
-        self.net = net or LossNetwork(list(PAINTING_LAYERS), quiet=True)
+        self.layers, self.content_layer = tuple(layers), content_layer
+        self.net = net or LossNetwork([*self.layers, content_layer], quiet=True)
         longest = max(painting.shape[-2:])
         scales = [s for s in PAINTING_SCALES if s <= longest] or [longest]
         with torch.no_grad():
-            self.grams = [{k: gram_matrix(v) for k, v in self._features(resize_longest(painting, s)).items()
-                           if k in PAINTING_LAYERS} for s in scales]
+            self.grams = [{k: gram_matrix(self._features(resize_longest(painting, s))[k]) for k in self.layers}
+                          for s in scales]
         self.scales = scales
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
-            return self.net(image.float().clamp(0, 1))
+            return self.net.taps(image.float().clamp(0, 1), [*self.layers, self.content_layer])
 
     def gram_distance(self, image: torch.Tensor) -> float:
         """The best over the painting's scales of the mean relative Gram error over the layers."""
         feats = self._features(image)
-        grams = {k: gram_matrix(feats[k]) for k in PAINTING_LAYERS}
-        return min(sum(relative_mse(grams[k], target[k]).item() for k in PAINTING_LAYERS) / len(PAINTING_LAYERS)
+        grams = {k: gram_matrix(feats[k]) for k in self.layers}
+        return min(sum(relative_mse(grams[k], target[k]).item() for k in self.layers) / len(self.layers)
                    for target in self.grams)
 
     def painting_distance(self, image: torch.Tensor, photo: torch.Tensor) -> float:
@@ -158,6 +164,7 @@ class PaintingScore:
         return self.gram_distance(image) / max(self.gram_distance(photo), 1e-12)
 
     def content_distance(self, image: torch.Tensor, photo: torch.Tensor) -> float:
-        """Relative squared error of `image`'s relu4_1 features against `photo`'s (0.0: the photo's)."""
+        """Relative squared error of `image`'s content-layer features against `photo`'s (0.0: the photo's)."""
         _check_pair(image, photo)
-        return relative_mse(self._features(image)[CONTENT_LAYER], self._features(photo)[CONTENT_LAYER]).item()
+        k = self.content_layer
+        return relative_mse(self._features(image)[k], self._features(photo)[k]).item()
