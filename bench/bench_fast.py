@@ -377,13 +377,16 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     (`lossnet.metrics.PaintingScore`): painting distance (1.0 = as far from the painting as the photo, lower is
     closer; the painting's best scale counts) and content distance (relu4_1 against the photo; 0 = the photo).
     `gatys`: also Gatys from the photo for that many L-BFGS iterations on the first model's objective, as a
-    reference row. `sheet`: a JPEG of every model's output on the first 3 photos at the first size."""
+    reference row. `sheet`: a JPEG of every model's output on the first 3 photos at the first size. With
+    EfficientNet-Lite0's weights fetched, the painting distance in that network too (not VGG16's: no objective)."""
+    from lossnet.classifier import lite0_wheel_file, load_classifier
     from lossnet.io import load_image, save_image
-    from lossnet.metrics import PAINTING_SCALES, PaintingScore
+    from lossnet.metrics import LITE0_CONTENT_LAYER, LITE0_PAINTING_LAYERS, PAINTING_SCALES, PaintingScore
     from lossnet.optimize import LoopConfig, optimize_pixels
 
     torch.set_num_threads(THREADS)
     rows, pictures, scores, stems = {}, {}, {}, {}
+    lite = load_classifier(quiet=True) if lite0_wheel_file() else None
     for size in sizes:
         files, images = photo_set(photos, size, split)
         pictures.setdefault("photo", images[:3])
@@ -392,8 +395,10 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
             for k, grams in enumerate(targets):
                 painting = Path(cfg.styles[k])
                 if painting not in scores:
-                    scores[painting] = PaintingScore(load_image(painting))
-                score = scores[painting]
+                    scores[painting] = [PaintingScore(load_image(painting))] + (
+                        [PaintingScore(load_image(painting), lite, LITE0_PAINTING_LAYERS, LITE0_CONTENT_LAYER)]
+                        if lite else [])
+                score, *lite_score = scores[painting]
                 stem = stems.setdefault(name, _stem(name, stems.values()))
                 label = stem if net.n_styles == 1 else f"{stem} [{painting.stem}]"
                 outs = {}
@@ -408,17 +413,21 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
                 for lab, out in outs.items():
                     row = rows.setdefault(lab, {})
                     row[size] = (sum(score.painting_distance(o, im) for o, im in zip(out, images)) / len(images),
-                                 sum(score.content_distance(o, im) for o, im in zip(out, images)) / len(images))
+                                 sum(score.content_distance(o, im) for o, im in zip(out, images)) / len(images),
+                                 *(sum(s.painting_distance(o, im) for o, im in zip(out, images)) / len(images)
+                                   for s in lite_score))
                     if size == sizes[0]:
                         pictures[lab] = out[:3]
     source = {"val": "held-out BSDS500/val", "content": "held-out ../shared/data/content"}.get(split, split)
     print(f"Painting distance (Gram at relu1_1..relu4_1 against the painting at its best of "
           f"{'/'.join(map(str, PAINTING_SCALES))} px, over the photo's own; lower is closer) and content "
-          f"distance (relu4_1 against the photo) on {photos} {source} photos, mean:\n")
-    print("| model | " + " | ".join(f"painting {s} px | content {s} px" for s in sizes) + " |")
-    print("|---|" + "---|---|" * len(sizes))
+          f"distance (relu4_1 against the photo) on {photos} {source} photos, mean"
+          + ("; Lite0: the painting distance in EfficientNet-Lite0 (blocks 0, 2, 4, 7)" if lite else "") + ":\n")
+    columns = ["painting", "content"] + ["Lite0"] * (lite is not None)
+    print("| model | " + " | ".join(f"{c} {s} px" for s in sizes for c in columns) + " |")
+    print("|---|" + "---|" * len(columns) * len(sizes))
     for lab, row in rows.items():
-        print(f"| {lab} | " + " | ".join(f"{row[s][0]:.3f} | {row[s][1]:.3f}" for s in sizes) + " |")
+        print(f"| {lab} | " + " | ".join(f"{v:.3f}" for s in sizes for v in row[s]) + " |")
     if sheet:
         side = sizes[0]
         tiles = []
