@@ -49,6 +49,17 @@ from lossnet.universal import KIND, UniversalConfig, UniversalStyle, choose_leve
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 # Paintings kept out of the decoders' training (~/decoder-paintings holds the other eight of ../shared/data/styles)
 HELD_OUT_PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "wave.jpg", "composition_vii.jpg")
+LABELS = {"wct": "WCT", "adain": "AdaIN"}
+
+
+def method_levels(spec: str) -> str:
+    """--also's METHOD:LEVELS, checked before Gatys' minutes."""
+    from lossnet.universal import LEVELS
+    method, _, levels = spec.partition(":")
+    if method not in LABELS or not levels or not set(levels.split(",")) <= set(LEVELS):
+        raise argparse.ArgumentTypeError(f"{spec!r}: METHOD:LEVELS, METHOD wct or adain, LEVELS of {', '.join(LEVELS)}"
+                                         ", e.g. adain:relu4_1,relu1_1")
+    return spec
 GATYS_CACHE = ROOT / "runs" / "bench" / "universal-gatys"
 
 
@@ -330,7 +341,8 @@ def quality(a) -> None:
     lite = load_classifier(quiet=True) if lite0_wheel_file() else None
     lite_scores = {p: PaintingScore(load_image(p), lite, LITE0_PAINTING_LAYERS, LITE0_CONTENT_LAYER)
                    for p in works} if lite else {}
-    methods = {"gatys": gatys_label(a.size, a.gatys_iters), "wct": "WCT", "adain": "AdaIN"}
+    methods = {"gatys": gatys_label(a.size, a.gatys_iters), **LABELS,
+               **{spec: f"{LABELS[spec.split(':')[0]]} at {spec.split(':')[1]}" for spec in a.also}}
     results = {m: {} for m in methods}  # method -> (photo, painting) -> (painting distance, content distance)
     rows = []
     GATYS_CACHE.mkdir(parents=True, exist_ok=True)
@@ -343,14 +355,17 @@ def quality(a) -> None:
                 if outs["gatys"] is None:
                     outs["gatys"] = stylize_cli(f, p, a.size, ["--iters", str(a.gatys_iters)] if a.gatys_iters else [],
                                                 cached)
-                for m in ("wct", "adain"):
-                    outs[m] = stylize_cli(f, p, a.size, ["--method", m, *decoder_args], Path(tmp) / f"{m}.png")
+                for m in list(methods)[1:]:  # "wct", "adain", then any "METHOD:LEVELS" of --also
+                    method, _, levels = m.partition(":")
+                    outs[m] = stylize_cli(f, p, a.size, ["--method", method, *decoder_args,
+                                                         *(["--levels", levels] if levels else [])],
+                                          Path(tmp) / "out.png")
                 for m, out in outs.items():
                     results[m][f.name, p.name] = (scores[p].painting_distance(out, photo),
                                                   scores[p].content_distance(out, photo),
                                                   *((lite_scores[p].painting_distance(out, photo),
                                                      lite_scores[p].content_distance(out, photo)) if lite else ()))
-                rows.append([photo, resize_longest(load_image(p), a.size), outs["gatys"], outs["wct"], outs["adain"]])
+                rows.append([photo, resize_longest(load_image(p), a.size), *outs.values()])
                 print(f"{f.name} x {p.name}: " + ", ".join(f"{m} {results[m][f.name, p.name][0]:.3f} / "
                                                             f"{results[m][f.name, p.name][1]:.3f}" for m in methods),
                       flush=True)
@@ -366,7 +381,8 @@ def quality(a) -> None:
         lines.append(f"| {label} | {pd:.3f} | **{pd / mean('gatys', 0):.2f}** | {cd:.3f} | "
                      f"**{cd / mean('gatys', 1):.2f}** |"
                      + "".join(f" {mean(m, k):.3f} | {mean(m, k) / mean('gatys', k):.2f} |" for k in (2, 3) if lite))
-    lines += ["", "| painting | painting distance: Gatys / WCT / AdaIN | content distance: Gatys / WCT / AdaIN |",
+    names = " / ".join(["Gatys", *list(methods.values())[1:]])
+    lines += ["", f"| painting | painting distance: {names} | content distance: {names} |",
               "|---|---|---|"]
     for p in works:
         lines.append(f"| {p.name} | " + " / ".join(f"{mean(m, 0, p.name):.3f}" for m in methods) + " | "
@@ -384,7 +400,8 @@ def quality(a) -> None:
               + f". {conditions()}."]
     if a.sheet:
         sheet(rows, a.cell, a.sheet)
-        lines[-1] += f" Sheet (rows photos x paintings; photo | painting | Gatys | WCT | AdaIN): {a.sheet.name}."
+        lines[-1] += (f" Sheet (rows photos x paintings; photo | painting | {names.replace(' / ', ' | ')}): "
+                      f"{a.sheet.name}.")
     record("Universal style: quality against Gatys (lossnet.universal)", "\n".join(lines), "bench_universal.py",
            a.argv, write=not a.no_write)
 
@@ -424,7 +441,10 @@ def main(argv=None) -> None:
     p.add_argument("--photos", type=positive_int, default=8, help="the first K of ../shared/data/content")
     p.add_argument("--paintings", default=",".join(HELD_OUT_PAINTINGS), help="file names in ../shared/data/styles")
     p.add_argument("--gatys-iters", type=positive_int, help="Gatys with N iterations per stage instead of the default")
-    p.add_argument("--sheet", type=Path, help="a JPEG: rows photos x paintings; photo | painting | Gatys | WCT | AdaIN")
+    p.add_argument("--sheet", type=Path, help="a JPEG: rows photos x paintings; photo | painting | Gatys | WCT | AdaIN"
+                                              " | each --also")
+    p.add_argument("--also", action="append", default=[], type=method_levels, metavar="METHOD:LEVELS",
+                   help="one more row: a method on other levels, e.g. adain:relu4_1,relu1_1 (repeatable)")
     p.add_argument("--cell", type=positive_int, default=256, help="the sheet's cell side")
     a = parser.parse_args(argv)
     a.argv = argv
