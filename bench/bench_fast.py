@@ -482,7 +482,7 @@ def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
                      (0.0, 0.25, 0.5, 0.75, 1.0)]
             save_image(torch.cat([resize_longest(s, 256) for s in strip], -1), out / f"{name}_blend.jpg", quality=88)
             blends.append(name)
-    page = [f"# Feed-forward style gallery (`lossnet stylize PHOTO --model NAME`)", "",
+    page = ["# Feed-forward style gallery (`lossnet stylize PHOTO --model NAME`)", "",
             f"Photos: scikit-image's astronaut (NASA, public domain), chelsea and coffee (CC0), {size} px. Each model's "
             "card (`lossnet models --card NAME`) says how it was trained and how it measures. Regenerate with "
             "`python bench/bench_fast.py gallery`.", "", *lines, ""]
