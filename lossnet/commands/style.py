@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..cli import (Default, add_loop_args, add_network_args, add_tile_args, floats, names, nonneg, nonneg_int,
+from ..cli import (Default, add_loop_args, add_network_args, add_tile_args, floats, names, nonneg,
                    positive, positive_int, report, report_applied, resolve_run, unit_interval)
 from ..errors import LossnetError
 from ..registry import Applied, apply_to_path, check_output, frames_of, is_video
