@@ -381,7 +381,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     EfficientNet-Lite0's weights fetched, the painting distance in that network too (not VGG16's: no objective)."""
     from lossnet.classifier import lite0_wheel_file, load_classifier
     from lossnet.io import load_image, save_image
-    from lossnet.metrics import LITE0_CONTENT_LAYER, LITE0_PAINTING_LAYERS, PAINTING_SCALES, PaintingScore
+    from lossnet.metrics import PAINTING_SCALES, PaintingScore
     from lossnet.optimize import LoopConfig, optimize_pixels
 
     torch.set_num_threads(THREADS)
@@ -396,8 +396,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
                 painting = Path(cfg.styles[k])
                 if painting not in scores:
                     scores[painting] = [PaintingScore(load_image(painting))] + (
-                        [PaintingScore(load_image(painting), lite, LITE0_PAINTING_LAYERS, LITE0_CONTENT_LAYER)]
-                        if lite else [])
+                        [PaintingScore.in_lite0(load_image(painting), lite)] if lite else [])
                 score, *lite_score = scores[painting]
                 stem = stems.setdefault(name, _stem(name, stems.values()))
                 label = stem if net.n_styles == 1 else f"{stem} [{painting.stem}]"

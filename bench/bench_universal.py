@@ -327,7 +327,7 @@ def quality(a) -> None:
     """PaintingScore of WCT, AdaIN and Gatys on photos x held-out paintings, and the ratios to Gatys'."""
     from lossnet.classifier import lite0_wheel_file, load_classifier
     from lossnet.features import LossNetwork
-    from lossnet.metrics import LITE0_CONTENT_LAYER, LITE0_PAINTING_LAYERS, PAINTING_LAYERS, PaintingScore
+    from lossnet.metrics import PAINTING_LAYERS, PaintingScore
     from run import conditions, record
 
     torch.set_num_threads(THREADS)
@@ -339,8 +339,7 @@ def quality(a) -> None:
     # the same measure in EfficientNet-Lite0, which none of the three methods optimises (Gatys optimises VGG16's
     # Grams at four of the five layers above, WCT matches its covariances there)
     lite = load_classifier(quiet=True) if lite0_wheel_file() else None
-    lite_scores = {p: PaintingScore(load_image(p), lite, LITE0_PAINTING_LAYERS, LITE0_CONTENT_LAYER)
-                   for p in works} if lite else {}
+    lite_scores = {p: PaintingScore.in_lite0(load_image(p), lite) for p in works} if lite else {}
     methods = {"gatys": gatys_label(a.size, a.gatys_iters), **LABELS,
                **{spec: f"{LABELS[spec.split(':')[0]]} at {spec.split(':')[1]}" for spec in a.also}}
     results = {m: {} for m in methods}  # method -> (photo, painting) -> (painting distance, content distance)

@@ -148,6 +148,11 @@ class PaintingScore:
                           for s in scales]
         self.scales = scales
 
+    @classmethod
+    def in_lite0(cls, painting: torch.Tensor, classifier) -> "PaintingScore":
+        """The same two measures in EfficientNet-Lite0 (`classifier.load_classifier()`), which nothing optimises."""
+        return cls(painting, classifier, LITE0_PAINTING_LAYERS, LITE0_CONTENT_LAYER)
+
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
             return self.net.taps(image.float().clamp(0, 1), [*self.layers, self.content_layer])

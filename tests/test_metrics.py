@@ -91,13 +91,13 @@ def test_sr_scores_ignore_the_border_and_average_a_batch():
 
 def test_the_painting_measure_runs_on_a_network_that_no_method_optimises():
     from lossnet.classifier import lite0_wheel_file, load_classifier
-    from lossnet.metrics import LITE0_CONTENT_LAYER, LITE0_PAINTING_LAYERS, PaintingScore
+    from lossnet.metrics import PaintingScore
     from lossnet.procedural import make_style
     if lite0_wheel_file() is None:
         pytest.skip("EfficientNet-Lite0 weights not fetched (lossnet weights fetch)")
     net = load_classifier(quiet=True)
     painting, x = make_style("swirls", 128, seed=0), photo("chelsea", 128)
-    score = PaintingScore(painting, net, LITE0_PAINTING_LAYERS, LITE0_CONTENT_LAYER)
+    score = PaintingScore.in_lite0(painting, net)
     painted = painting[..., :x.shape[-2], :x.shape[-1]]  # the photo's shape, the painting's texture
     halfway = score.painting_distance(0.5 * painted + 0.5 * x, x)
     assert score.painting_distance(painted, x) < 0.2 < halfway < 0.9  # measured 0.11, 0.39; the photo: 1.0
