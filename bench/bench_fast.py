@@ -395,8 +395,8 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
             for k, grams in enumerate(targets):
                 painting = Path(cfg.styles[k])
                 if painting not in scores:
-                    scores[painting] = [PaintingScore(load_image(painting))] + (
-                        [PaintingScore.in_lite0(load_image(painting), lite)] if lite else [])
+                    image = load_image(painting)
+                    scores[painting] = [PaintingScore(image)] + ([PaintingScore.in_lite0(image, lite)] if lite else [])
                 score, *lite_score = scores[painting]
                 stem = stems.setdefault(name, _stem(name, stems.values()))
                 label = stem if net.n_styles == 1 else f"{stem} [{painting.stem}]"

@@ -44,23 +44,22 @@ from bench_fast import CONTENT_PHOTOS, STYLES, centred  # noqa: E402
 from lossnet import registry  # noqa: E402
 from lossnet.errors import LossnetError  # noqa: E402
 from lossnet.io import list_images, load_image, resize_longest, save_image  # noqa: E402
-from lossnet.universal import KIND, UniversalConfig, UniversalStyle, choose_levels, load_decoder  # noqa: E402
+from lossnet.universal import KIND, LEVELS, UniversalConfig, UniversalStyle, choose_levels, load_decoder  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 # Paintings kept out of the decoders' training (~/decoder-paintings holds the other eight of ../shared/data/styles)
 HELD_OUT_PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "wave.jpg", "composition_vii.jpg")
 LABELS = {"wct": "WCT", "adain": "AdaIN"}
+GATYS_CACHE = ROOT / "runs" / "bench" / "universal-gatys"
 
 
 def method_levels(spec: str) -> str:
     """--also's METHOD:LEVELS, checked before Gatys' minutes."""
-    from lossnet.universal import LEVELS
     method, _, levels = spec.partition(":")
     if method not in LABELS or not levels or not set(levels.split(",")) <= set(LEVELS):
         raise argparse.ArgumentTypeError(f"{spec!r}: METHOD:LEVELS, METHOD wct or adain, LEVELS of {', '.join(LEVELS)}"
                                          ", e.g. adain:relu4_1,relu1_1")
     return spec
-GATYS_CACHE = ROOT / "runs" / "bench" / "universal-gatys"
 
 
 # ----------------------------------------------------------------------------- decoders and images

@@ -144,8 +144,7 @@ class PaintingScore:
         longest = max(painting.shape[-2:])
         scales = [s for s in PAINTING_SCALES if s <= longest] or [longest]
         with torch.no_grad():
-            self.grams = [{k: gram_matrix(self._features(resize_longest(painting, s))[k]) for k in self.layers}
-                          for s in scales]
+            self.grams = [self._grams(resize_longest(painting, s)) for s in scales]
         self.scales = scales
 
     @classmethod
@@ -157,10 +156,13 @@ class PaintingScore:
         with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
             return self.net.taps(image.float().clamp(0, 1), [*self.layers, self.content_layer])
 
+    def _grams(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self._features(image)  # one pass for every layer
+        return {k: gram_matrix(features[k]) for k in self.layers}
+
     def gram_distance(self, image: torch.Tensor) -> float:
         """The best over the painting's scales of the mean relative Gram error over the layers."""
-        feats = self._features(image)
-        grams = {k: gram_matrix(feats[k]) for k in self.layers}
+        grams = self._grams(image)
         return min(sum(relative_mse(grams[k], target[k]).item() for k in self.layers) / len(self.layers)
                    for target in self.grams)
 
