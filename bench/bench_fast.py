@@ -381,7 +381,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     EfficientNet-Lite0's weights fetched, the painting distance in that network too (not VGG16's: no objective)."""
     from lossnet.classifier import lite0_wheel_file, load_classifier
     from lossnet.io import load_image, save_image
-    from lossnet.metrics import PAINTING_SCALES, PaintingScore
+    from lossnet.metrics import PAINTING_SCALES, PaintingScore, lattice_contrast
     from lossnet.optimize import LoopConfig, optimize_pixels
 
     torch.set_num_threads(THREADS)
@@ -413,6 +413,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
                     row = rows.setdefault(lab, {})
                     row[size] = (sum(score.painting_distance(o, im) for o, im in zip(out, images)) / len(images),
                                  sum(score.content_distance(o, im) for o, im in zip(out, images)) / len(images),
+                                 sum(lattice_contrast(o) for o in out) / len(out),
                                  *(sum(s.painting_distance(o, im) for o, im in zip(out, images)) / len(images)
                                    for s in lite_score))
                     if size == sizes[0]:
@@ -420,9 +421,10 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     source = {"val": "held-out BSDS500/val", "content": "held-out ../shared/data/content"}.get(split, split)
     print(f"Painting distance (Gram at relu1_1..relu4_1 against the painting at its best of "
           f"{'/'.join(map(str, PAINTING_SCALES))} px, over the photo's own; lower is closer) and content "
-          f"distance (relu4_1 against the photo) on {photos} {source} photos, mean"
+          f"distance (relu4_1 against the photo) on {photos} {source} photos, mean; lattice: the output's spectral "
+          f"power at a 4-pixel period over its neighbourhood's (a photo ~1)"
           + ("; Lite0: the painting distance in EfficientNet-Lite0 (blocks 0, 2, 4, 7)" if lite else "") + ":\n")
-    columns = ["painting", "content"] + ["Lite0"] * (lite is not None)
+    columns = ["painting", "content", "lattice"] + ["Lite0"] * (lite is not None)
     print("| model | " + " | ".join(f"{c} {s} px" for s in sizes for c in columns) + " |")
     print("|---|" + "---|" * len(columns) * len(sizes))
     for lab, row in rows.items():

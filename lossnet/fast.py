@@ -28,7 +28,7 @@ from .errors import ConfigError, LossnetError
 from .export import Graph, StyleBody
 from .features import LossNetwork, build_matching
 from .io import MIN_SIDE, load_image, picture, resize_longest
-from .nets.transformer import ARCHS, BatchNorm, CondInstanceNorm, TransformerNet
+from .nets.transformer import ARCHS, UPSAMPLES, BatchNorm, CondInstanceNorm, TransformerNet
 from .precision import announce, resolve as resolve_precision
 from .registry import Kind, init_from_option, loss_network_option, loss_weights_option, option
 from .style import blended_grams, check_weights, objective
@@ -50,6 +50,9 @@ class FastStyleConfig:
     global_skip: bool = option(True, "the network outputs the photo plus a learned change (--no-global-skip: it "
                                      "renders the whole image, as the paper's and pytorch/examples' networks do; "
                                      "a network trained from scratch)")
+    upsample: str = option("nearest", "how the network doubles its resolution before each of its two upsampling "
+                                      "convolutions (bilinear: less of a 4-pixel lattice; with --init-from, the "
+                                      "model's weights under this resampling)", choices=UPSAMPLES)
     residual_blocks: int | None = option(None, "residual blocks (default: the arch's, full 5, lite 3); with "
                                                "--init-from, up to twice the model's: its last blocks are each split "
                                                "into two half steps, so training starts near what it paints", minimum=1)
@@ -131,6 +134,8 @@ class FastStyleTask(Task):
             if generator.global_skip != cfg.global_skip:
                 raise ConfigError("global_skip", f"{cfg.init_from} was trained {'with' if generator.global_skip else 'without'}"
                                                  " the global skip: give the same setting, or train from scratch")
+            if generator.config.get("upsample", "nearest") != cfg.upsample:
+                generator = generator.with_upsample(cfg.upsample)
             if generator.n_styles != len(cfg.styles):
                 raise ConfigError("init_from", f"{cfg.init_from} has {generator.n_styles} styles, not {len(cfg.styles)}"
                                                " (a one-style model can start a network of any number of styles)")
@@ -144,7 +149,7 @@ class FastStyleTask(Task):
                 raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
             with seeded(cfg.train.seed):
                 generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch, n_residual=cfg.residual_blocks,
-                                           global_skip=cfg.global_skip)
+                                           global_skip=cfg.global_skip, upsample=cfg.upsample)
         if cfg.train_only == "norms":  # Adam skips the frozen parameters (they get no gradient)
             generator.requires_grad_(False)
             for module in generator.modules():
@@ -240,7 +245,7 @@ def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cp
 
 
 def _build(sd: dict, config: dict, path: Path) -> TransformerNet:
-    keys = ("n_styles", "norm", "arch", "channels", "n_residual", "global_skip")
+    keys = ("n_styles", "norm", "arch", "channels", "n_residual", "global_skip", "upsample")
     net = build_matching(lambda: TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k])
                                                    for k in keys if k in config}),
                          sd, f"the transformer described in {path}")

@@ -273,6 +273,37 @@ def test_without_the_global_skip_the_network_renders_the_whole_image_and_says_so
     assert (skip_free - x).abs().mean() > 0.1
 
 
+def test_bilinear_upsampling_is_an_option_of_the_network_kept_in_its_file(photos, tmp_path):
+    import torch.nn.functional as F
+    from lossnet.cli import build_parser
+    args = build_parser().parse_args(["train-style", "--style", "s.png", "--data", "d", "-o", "m.safetensors",
+                                      "--upsample", "bilinear"])
+    assert args.upsample == "bilinear"
+    with pytest.raises(ValueError, match="upsample"):
+        TransformerNet(upsample="bicubic")
+    torch.manual_seed(0)
+    nearest = TransformerNet(global_skip=False, **TINY).eval()
+    bilinear = nearest.with_upsample("bilinear")
+    layer, y = bilinear.up[0], torch.rand(1, 8, 6, 5)
+    expected = F.conv2d(F.pad(F.interpolate(y, scale_factor=2, mode="bilinear"), (1, 1, 1, 1), mode="reflect"),
+                        layer.conv.weight, layer.conv.bias)
+    assert torch.allclose(layer.convolve(y), expected, atol=1e-5)
+    x = photo("astronaut", 48)
+    with torch.no_grad():
+        before = nearest(x)
+        assert (bilinear(x) - before).abs().mean() > 0.1 * before.abs().mean()  # the same weights, resampled otherwise
+    # a nearest-neighbour model warm-starts a bilinear one: its weights, the new resampling, saved as such
+    start = tmp_path / "nearest.safetensors"
+    fast.save_transformer(nearest, start, nearest.config)
+    cfg = fast.FastStyleConfig(styles=[str(photos / "1.png")], data=[str(photos)], crop=32, batch_size=2,
+                               global_skip=False, upsample="bilinear", init_from=str(start),
+                               train=TrainConfig(iters=2, progress=False, sample_every=0, checkpoint_every=0))
+    fast.train_style(cfg, tmp_path / "bilinear.safetensors")
+    trained = fast.load_transformer(tmp_path / "bilinear.safetensors")
+    assert [layer.mode for layer in trained.up[:2]] == ["bilinear", "bilinear"]
+    assert fast.load_transformer(start).up[0].mode == "nearest"
+
+
 @pytest.mark.parametrize("style_size, longest", [(64, 64), (0, 600), (0, fast.MAX_STYLE_SIZE)])
 def test_the_style_image_is_taken_at_its_size_or_its_own_up_to_the_cap(tmp_path, style_size, longest):
     painting = tmp_path / "p.png"

@@ -10,7 +10,7 @@ from conftest import photo
 from lossnet.data import degrade, gaussian_blur, modcrop
 from lossnet.errors import LossnetError
 from lossnet.io import load_image
-from lossnet.metrics import gradient_energy, psnr, rgb_to_y, sr_scores, ssim
+from lossnet.metrics import gradient_energy, lattice_contrast, psnr, rgb_to_y, sr_scores, ssim
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
 SET5 = Path("/work/shared/data/sr/Set5")
@@ -70,6 +70,19 @@ def test_gradient_energy_is_one_for_the_reference_and_grows_with_sharpening():
     sharpened = (hr + 1.0 * (hr - blurred)).clamp(0, 1)
     assert gradient_energy(hr, hr) == pytest.approx(1.0)
     assert gradient_energy(blurred, hr) < 0.5 < 1 < gradient_energy(sharpened, hr)
+
+
+def test_a_faint_four_pixel_lattice_stands_out_of_a_photo_spectrum():
+    x = photo("astronaut", 256)
+    assert lattice_contrast(x) < 3
+    # what a network's two nearest-neighbour x2 upsamplings print: a pattern repeating every 4 pixels, +-3 % of
+    # the range (a style network's lattice measures ~+-2.5 %), hard to see at full size
+    lattice = torch.tensor([0.03, 0, -0.03, 0]).repeat(64)
+    gridded = (x + lattice.view(1, 1, 1, -1) + lattice.view(1, 1, -1, 1)).clamp(0, 1)
+    assert lattice_contrast(gridded) > 10 * lattice_contrast(x)
+    assert lattice_contrast(gridded, period=8) < 3  # the lattice is at its own period, not any other
+    with pytest.raises(LossnetError, match="at least 32 px"):
+        lattice_contrast(torch.rand(1, 3, 20, 40))
 
 
 def test_rgb_to_y_is_bt601_studio_range():

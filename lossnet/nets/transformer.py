@@ -7,6 +7,8 @@ network holds many styles.
 Every conv pads by reflection (zero padding leaves dark frames around the output). Upsampling is nearest
 neighbour x2 followed by a 3x3 conv rather than a transposed conv: a stride-2 transposed conv overlaps its
 kernels unevenly and prints a checkerboard into the output (Odena et al., https://distill.pub/2016/deconv-checkerboard/).
+`upsample="bilinear"` interpolates instead: each of nearest neighbour's output phases has a kernel of its own, so
+a trained network can print a faint lattice with the 4-pixel period of its two upsamplings.
 Fully convolutional: any H x W goes in, the same H x W comes out (odd sizes are padded to a multiple of 4
 by reflection and cropped back).
 
@@ -142,12 +144,24 @@ class ConvLayer(nn.Module):
         return F.relu(x, inplace=True) if self.relu else x  # x is this layer's own tensor
 
 
+UPSAMPLES = ("nearest", "bilinear")
+
+
 class UpsampleConvLayer(ConvLayer):
-    """Nearest-neighbour x2, then a 3x3 conv: no checkerboard, unlike a transposed conv (computed at the input's
-    resolution with four 2x2 kernels, see nets/reflectconv.py)."""
+    """x2, then a 3x3 conv: no checkerboard, unlike a transposed conv. Nearest neighbour (the paper's and
+    pytorch/examples') is computed at the input's resolution with four 2x2 kernels (see nets/reflectconv.py); each
+    output phase has its own kernel, so two such layers can print a 4-pixel lattice. Bilinear interpolation
+    passes less of the low-resolution map's finest detail on as a lattice, at ~2x the layer's cost."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, norm=None, mode: str = "nearest"):
+        super().__init__(cin, cout, kernel, norm=norm)
+        self.mode = mode
 
     def convolve(self, x):
-        return upsample_conv3x3(x, self.conv.weight, self.conv.bias)
+        if self.mode == "nearest":
+            return upsample_conv3x3(x, self.conv.weight, self.conv.bias)
+        x = F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=False)
+        return reflect_conv2d(x.contiguous(memory_format=torch.channels_last), self.conv.weight, self.conv.bias)
 
 
 class ResidualBlock(nn.Module):
@@ -169,12 +183,14 @@ class TransformerNet(nn.Module):
 
     def __init__(self, n_styles: int = 1, norm: str = "instance", arch: str = "full",
                  channels: tuple[int, int, int] | None = None, n_residual: int | None = None,
-                 global_skip: bool = True):
+                 global_skip: bool = True, upsample: str = "nearest"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown transformer arch {arch!r}: choose {', '.join(ARCHS)}")
         if norm not in ("instance", "batch"):
             raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}")
+        if upsample not in UPSAMPLES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
         if norm == "batch" and n_styles != 1:
             raise ValueError("several styles in one network need instance norm (conditional instance norm)")
         c1, c2, c3 = channels or ARCHS[arch][0]
@@ -183,6 +199,8 @@ class TransformerNet(nn.Module):
                        "n_residual": n_residual}
         if not global_skip:  # pytorch/examples' network: 0-255 in, the last conv's output is the image (0-255)
             self.config["global_skip"] = False
+        if upsample != "nearest":  # files of nearest-neighbour networks stay as they were
+            self.config["upsample"] = upsample
         self.global_skip = global_skip
         self.n_styles = n_styles
 
@@ -193,8 +211,8 @@ class TransformerNet(nn.Module):
                                    ConvLayer(c1, c2, 3, 2, norm=make_norm(c2)),
                                    ConvLayer(c2, c3, 3, 2, norm=make_norm(c3))])
         self.residual = nn.ModuleList([ResidualBlock(c3, make_norm) for _ in range(n_residual)])
-        self.up = nn.ModuleList([UpsampleConvLayer(c3, c2, 3, norm=make_norm(c2)),
-                                 UpsampleConvLayer(c2, c1, 3, norm=make_norm(c1)),
+        self.up = nn.ModuleList([UpsampleConvLayer(c3, c2, 3, norm=make_norm(c2), mode=upsample),
+                                 UpsampleConvLayer(c2, c1, 3, norm=make_norm(c1), mode=upsample),
                                  ConvLayer(c1, 3, 9, relu=False)])
 
     def with_styles(self, n_styles: int) -> "TransformerNet":
@@ -202,6 +220,13 @@ class TransformerNet(nn.Module):
         a multi-style network from a trained single-style one. The convolutions are shared by all styles
         (Dumoulin et al. learn a new style by its norm parameters alone), so they start trained."""
         return self.select_styles([0] * n_styles)
+
+    def with_upsample(self, mode: str) -> "TransformerNet":
+        """A copy that upsamples by `mode`, with this network's weights (the resampling has no parameters)."""
+        net = TransformerNet(**{**self.config, "channels": tuple(self.config["channels"]), "upsample": mode})
+        net.load_state_dict(self.state_dict())
+        net.styles = list(getattr(self, "styles", []))
+        return net.to(next(self.parameters()).device).train(self.training)
 
     def with_residual_blocks(self, n_residual: int) -> "TransformerNet":
         """A copy with `n_residual` residual blocks, from this network's trained ones: each of the last
