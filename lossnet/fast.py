@@ -65,6 +65,10 @@ class FastStyleConfig:
     style_size: int = option(256, "style image's longest side for its Grams; strokes grow with it (0: the "
                                   f"painting's own size, at most {MAX_STYLE_SIZE})", minimum=0)
     crop: int = option(256, "training crop side", minimum=1)
+    loss_shift: int = option(0, "the loss network sees each step's output and photo cropped PX pixels smaller at a "
+                                "random offset of 0..PX-1 each way, so a pattern on the network's 4-pixel grid does "
+                                "not fall on VGG16's pooling grid the same way every step (0: always aligned, as "
+                                "the paper)", minimum=0, metavar="PX")
     batch_size: int = option(4, "the global batch: under torchrun each process takes batch-size / processes of it",
                              minimum=1)
     teacher: str | None = option(None, "distil: also match this trained model's output (e.g. a full network "
@@ -123,6 +127,9 @@ class FastStyleTask(Task):
             raise ConfigError("distill_weight", "needs a teacher model to distil from")
         if cfg.crop < MIN_SIDE:  # two stride-2 stages under 3x3 reflection padding, and VGG's pooling to relu4
             raise ConfigError("crop", f"{cfg.crop} px crops are too small for the style network: at least {MIN_SIDE}")
+        if cfg.crop - cfg.loss_shift < MIN_SIDE:
+            raise ConfigError("loss_shift", f"{cfg.crop} px crops less {cfg.loss_shift} px leave the loss network "
+                                            f"under {MIN_SIDE} px: a smaller shift or larger crops")
         self.cfg = cfg
         # the whole photo can be seen, at several scales, mirrored or not
         crops = photo_crops(cfg.data, cfg.crop, zoom=True, flip=True)
@@ -178,6 +185,9 @@ class FastStyleTask(Task):
         batch = {"input": self.batches(step)}
         if len(self.cfg.styles) > 1:
             batch["condition"] = F.one_hot(torch.tensor(self.style_of(step)), len(self.cfg.styles)).float()
+        if self.cfg.loss_shift:  # from (seed, step) alone: resume replays the same offsets
+            draw = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step)
+            batch["loss_offset"] = torch.randint(0, self.cfg.loss_shift, (2,), generator=draw)
         return batch
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -186,10 +196,15 @@ class FastStyleTask(Task):
     def generator_loss(self, batch: dict, output: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {}
         if self.perceptual:
+            photo, seen = batch["input"], output
+            if "loss_offset" in batch:
+                (dy, dx), px = batch["loss_offset"].tolist(), self.cfg.loss_shift
+                h, w = output.shape[-2] - px, output.shape[-1] - px
+                photo, seen = photo[..., dy:dy + h, dx:dx + w], output[..., dy:dy + h, dx:dx + w]
             with torch.no_grad():
-                target = self.net(batch["input"], self.cfg.content_layers)  # only as deep as the content taps
+                target = self.net(photo, self.cfg.content_layers)  # only as deep as the content taps
             k = int(batch["condition"].argmax()) if "condition" in batch else 0
-            losses = objective(self.cfg, target, self.grams[k]).parts(self.net(output), output)
+            losses = objective(self.cfg, target, self.grams[k]).parts(self.net(seen), seen)
         if self.teacher is not None:
             with torch.no_grad():
                 want = self.teacher(batch["input"], batch.get("condition"))

@@ -304,6 +304,27 @@ def test_bilinear_upsampling_is_an_option_of_the_network_kept_in_its_file(photos
     assert fast.load_transformer(start).up[0].mode == "nearest"
 
 
+def test_the_loss_can_see_the_output_at_a_shifted_crop_drawn_from_the_step(photos):
+    from lossnet.errors import ConfigError
+    from lossnet.style import objective
+    cfg = fast.FastStyleConfig(styles=[str(photos / "1.png")], data=[str(photos)], crop=48, batch_size=2,
+                               loss_shift=8, style_weight=5,
+                               train=TrainConfig(iters=2, progress=False, sample_every=0, checkpoint_every=0))
+    torch.manual_seed(0)
+    task = fast.FastStyleTask(cfg, TransformerNet(**TINY), quiet=True)
+    offsets = [tuple(task.batch(step)["loss_offset"].tolist()) for step in range(40)]
+    assert offsets == [tuple(task.batch(step)["loss_offset"].tolist()) for step in range(40)]  # resume-exact
+    assert {dy for dy, _ in offsets} == set(range(8)) == {dx for _, dx in offsets}
+    batch = task.batch(3)
+    (dy, dx), output = batch["loss_offset"].tolist(), task.forward(batch)
+    seen, photo_seen = output[..., dy:dy + 40, dx:dx + 40], batch["input"][..., dy:dy + 40, dx:dx + 40]
+    want = objective(cfg, task.net(photo_seen, cfg.content_layers), task.grams[0]).parts(task.net(seen), seen)
+    got = task.generator_loss(batch, output)
+    assert got.keys() == want.keys() and all(torch.allclose(got[k], want[k]) for k in got)
+    with pytest.raises(ConfigError, match="loss_shift"):
+        fast.FastStyleTask(fast.FastStyleConfig(styles=cfg.styles, data=cfg.data, crop=48, loss_shift=40), quiet=True)
+
+
 @pytest.mark.parametrize("style_size, longest", [(64, 64), (0, 600), (0, fast.MAX_STYLE_SIZE)])
 def test_the_style_image_is_taken_at_its_size_or_its_own_up_to_the_cap(tmp_path, style_size, longest):
     painting = tmp_path / "p.png"
