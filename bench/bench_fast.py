@@ -5,6 +5,8 @@
         # the network's objective vs Gatys from the photo and noise (--styles: those styles of a multi-style net)
     python bench/bench_fast.py paint [MODELS] [--sizes 256,512] [--photos N] [--split S] [--sheet FILE] [--gatys N]
         # painting distance and content distance (lossnet.metrics.PaintingScore), independent of any objective
+    python bench/bench_fast.py lattice [MODELS] [--photos N] [--size S]
+        # does the objective reward the output's 4-pixel lattice? it, filtered out, and seen off VGG16's grid
     python bench/bench_fast.py layers [MODEL]   # per-layer errors: the photo, the network, Gatys 200 it (one style)
     python bench/bench_fast.py amortization [MODEL] [--photos N] [--steps N]
         # the network fine-tuned on each held-out photo alone: what its architecture can reach for one photo
@@ -438,6 +440,52 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
         print(f"\nsheet: {sheet} (rows: {', '.join(pictures)})")
 
 
+def without_lattice(image: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """`image` with its 4-pixel lattice filtered out: the spectrum zeroed within `radius` bins of every harmonic
+    of a 4-pixel period (the lattice and its modulation by the picture), DC kept."""
+    h, w = image.shape[-2:]
+    keep = torch.ones(h, w, dtype=torch.float64)
+    for ky in (0, h // 4, h // 2, -(h // 4)):
+        for kx in (0, w // 4, w // 2, -(w // 4)):
+            if ky or kx:
+                rows = [(ky + d) % h for d in range(-radius, radius + 1)]
+                cols = [(kx + d) % w for d in range(-radius, radius + 1)]
+                keep[torch.tensor(rows)[:, None], torch.tensor(cols)[None]] = 0
+    return torch.fft.ifft2(torch.fft.fft2(image.double()) * keep).real.float().clamp(0, 1)
+
+
+def lattice(model_names=("starry",), photos: int = 4, size: int = 256, split: str = "content") -> None:
+    """Whether a network's objective rewards the lattice it prints: each model's output scored on its own objective
+    as it is, with the lattice filtered out (`without_lattice`), and seen 1-3 px off the loss network's pooling grid
+    (cropped by 8 px at that offset, against the same crop at offset 0). A pattern that the objective rewards
+    wherever it lies loses nothing off the grid; one tuned to VGG16's pooling grid loses what filtering loses."""
+    from lossnet.metrics import lattice_contrast
+
+    torch.set_num_threads(THREADS)
+    _, images = photo_set(photos, size, split)
+    print(f"Each model's objective (style / content terms, mean of {photos} photos at {size} px): its output, the "
+          "output with its 4-pixel lattice filtered out, and the output seen 1, 2, 3 px off the loss network's grid "
+          "(against the aligned crop of the same size):\n")
+    print("| model | lattice | as is | lattice filtered | aligned crop | 1 px off | 2 px off | 3 px off |\n|---|" + "---|" * 7)
+    for name in model_names:
+        net, cfg, loss_net, targets = model_objective(name)
+        rows = []
+        for x in images:
+            h, w = (d // 8 * 8 for d in x.shape[-2:])
+            x = x[..., :h, :w]
+            y = fast.apply(net, x, fast.style_weights(net, 0 if net.n_styles > 1 else None), precision="fp32").clamp(0, 1)
+
+            def terms(photo, out):
+                v = fast.objective_value(cfg, loss_net, photo, out, targets[0])
+                return v["style"], v["content"]
+            views = [terms(x, y), terms(x, without_lattice(y))]
+            views += [terms(x[..., o:h - 8 + o, o:w - 8 + o], y[..., o:h - 8 + o, o:w - 8 + o]) for o in range(4)]
+            rows.append((lattice_contrast(y), views))
+        mean = [tuple(sum(r[1][i][j] for r in rows) / len(rows) for j in (0, 1)) for i in range(6)]
+        print(f"| {_stem(name, [])} | {sum(r[0] for r in rows) / len(rows):.1f} | "
+              + " | ".join(f"{st:.3f} / {co:.3f}" for st, co in mean) + " |")
+
+
 def _stem(name: str, taken) -> str:
     """A model's label: its file's stem, or its run folder's name (with the folder above when two agree)."""
     path = Path(name)
@@ -498,6 +546,14 @@ def gallery(out=ROOT / "docs" / "gallery" / "fast", size: int = 384) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["gallery"]:
         gallery()
+    elif sys.argv[1:2] == ["lattice"]:
+        import argparse
+        parser = argparse.ArgumentParser(prog="bench_fast.py lattice")
+        parser.add_argument("models", nargs="?", default="starry", help="comma-separated names or paths")
+        parser.add_argument("--photos", type=int, default=4)
+        parser.add_argument("--size", type=int, default=256)
+        a = parser.parse_args(sys.argv[2:])
+        lattice(a.models.split(","), a.photos, a.size)
     elif sys.argv[1:2] == ["layers"]:
         layers(*sys.argv[2:3])
     elif sys.argv[1:2] == ["amortization"]:
