@@ -51,8 +51,8 @@ class FastStyleConfig:
                                      "renders the whole image, as the paper's and pytorch/examples' networks do; "
                                      "a network trained from scratch)")
     upsample: str = option("nearest", "how the network doubles its resolution before each of its two upsampling "
-                                      "convolutions (bilinear: less of a 4-pixel lattice; with --init-from, the "
-                                      "model's weights under this resampling)", choices=UPSAMPLES)
+                                      "convolutions (nearest: the paper's; with --init-from, the model's weights "
+                                      "under this resampling)", choices=UPSAMPLES)
     residual_blocks: int | None = option(None, "residual blocks (default: the arch's, full 5, lite 3); with "
                                                "--init-from, up to twice the model's: its last blocks are each split "
                                                "into two half steps, so training starts near what it paints", minimum=1)

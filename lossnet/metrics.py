@@ -91,9 +91,8 @@ def gradient_energy(a: torch.Tensor, reference: torch.Tensor) -> float:
 def lattice_contrast(image: torch.Tensor, period: int = 4) -> float:
     """How strongly `image` repeats with `period` pixels along its axes: the luma's spectral power at that
     period (summed over the other axis, horizontal and vertical averaged) over the mean power 3-6 frequency bins
-    either side. A photo scores ~1; a network whose two x2 upsamplings print a lattice scores 10-100 at period 4
-    though it is faint to the eye, while the painting distance hardly sees it. (..., 3, H, W); the mean over a
-    batch."""
+    either side. A photo scores ~1; a style network that prints a lattice with the period of its two x2 stages
+    scores 10-100 at period 4, though the lattice is faint to the eye. (..., 3, H, W); the mean over a batch."""
     if image.shape[-3] != 3:
         raise LossnetError(f"expected an RGB image (3 channels), got {image.shape[-3]}")
     if min(image.shape[-2:]) < 8 * period:

@@ -7,8 +7,8 @@ network holds many styles.
 Every conv pads by reflection (zero padding leaves dark frames around the output). Upsampling is nearest
 neighbour x2 followed by a 3x3 conv rather than a transposed conv: a stride-2 transposed conv overlaps its
 kernels unevenly and prints a checkerboard into the output (Odena et al., https://distill.pub/2016/deconv-checkerboard/).
-`upsample="bilinear"` interpolates instead: each of nearest neighbour's output phases has a kernel of its own, so
-a trained network can print a faint lattice with the 4-pixel period of its two upsamplings.
+`upsample="bilinear"` interpolates instead, at about twice the two layers' cost. Either way a trained network can
+print a faint lattice with the 4-pixel period of its two x2 stages (docs/style-study.md measures it).
 Fully convolutional: any H x W goes in, the same H x W comes out (odd sizes are padded to a multiple of 4
 by reflection and cropped back).
 
@@ -149,9 +149,8 @@ UPSAMPLES = ("nearest", "bilinear")
 
 class UpsampleConvLayer(ConvLayer):
     """x2, then a 3x3 conv: no checkerboard, unlike a transposed conv. Nearest neighbour (the paper's and
-    pytorch/examples') is computed at the input's resolution with four 2x2 kernels (see nets/reflectconv.py); each
-    output phase has its own kernel, so two such layers can print a 4-pixel lattice. Bilinear interpolation
-    passes less of the low-resolution map's finest detail on as a lattice, at ~2x the layer's cost."""
+    pytorch/examples') is computed at the input's resolution with four 2x2 kernels (see nets/reflectconv.py);
+    bilinear interpolates at the output's resolution, then convolves."""
 
     def __init__(self, cin: int, cout: int, kernel: int, norm=None, mode: str = "nearest"):
         super().__init__(cin, cout, kernel, norm=norm)
