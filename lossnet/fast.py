@@ -28,7 +28,7 @@ from .errors import ConfigError, LossnetError
 from .export import Graph, StyleBody
 from .features import LossNetwork, build_matching
 from .io import MIN_SIDE, load_image, picture, resize_longest
-from .nets.transformer import ARCHS, UPSAMPLES, BatchNorm, CondInstanceNorm, TransformerNet
+from .nets.transformer import ARCHS, DOWNSAMPLES, UPSAMPLES, BatchNorm, CondInstanceNorm, TransformerNet
 from .precision import announce, resolve as resolve_precision
 from .registry import Kind, init_from_option, loss_network_option, loss_weights_option, option
 from .style import blended_grams, check_weights, objective
@@ -53,6 +53,10 @@ class FastStyleConfig:
     upsample: str = option("nearest", "how the network doubles its resolution before each of its two upsampling "
                                       "convolutions (nearest: the paper's; with --init-from, the model's weights "
                                       "under this resampling)", choices=UPSAMPLES)
+    downsample: str = option("strided", "how the network halves its resolution in its two stride-2 convolutions "
+                                        "(strided: the paper's; blur: anti-aliased, each convolves at full "
+                                        "resolution and blurs before subsampling; from scratch only)",
+                             choices=DOWNSAMPLES)
     residual_blocks: int | None = option(None, "residual blocks (default: the arch's, full 5, lite 3); with "
                                                "--init-from, up to twice the model's: its last blocks are each split "
                                                "into two half steps, so training starts near what it paints", minimum=1)
@@ -141,6 +145,10 @@ class FastStyleTask(Task):
             if generator.global_skip != cfg.global_skip:
                 raise ConfigError("global_skip", f"{cfg.init_from} was trained {'with' if generator.global_skip else 'without'}"
                                                  " the global skip: give the same setting, or train from scratch")
+            if generator.config.get("downsample", "strided") != cfg.downsample:
+                raise ConfigError("downsample", f"{cfg.init_from} downsamples "
+                                                f"{generator.config.get('downsample', 'strided')}: give the same "
+                                                "setting, or train from scratch")
             if generator.config.get("upsample", "nearest") != cfg.upsample:
                 generator = generator.with_upsample(cfg.upsample)
             if generator.n_styles != len(cfg.styles):
@@ -156,7 +164,8 @@ class FastStyleTask(Task):
                 raise ConfigError("train_only", "norms needs trained convolutions: give --init-from MODEL")
             with seeded(cfg.train.seed):
                 generator = TransformerNet(len(cfg.styles), cfg.norm, cfg.arch, n_residual=cfg.residual_blocks,
-                                           global_skip=cfg.global_skip, upsample=cfg.upsample)
+                                           global_skip=cfg.global_skip, upsample=cfg.upsample,
+                                           downsample=cfg.downsample)
         if cfg.train_only == "norms":  # Adam skips the frozen parameters (they get no gradient)
             generator.requires_grad_(False)
             for module in generator.modules():
@@ -260,7 +269,7 @@ def load_transformer(spec: str | os.PathLike | TransformerNet, device: str = "cp
 
 
 def _build(sd: dict, config: dict, path: Path) -> TransformerNet:
-    keys = ("n_styles", "norm", "arch", "channels", "n_residual", "global_skip", "upsample")
+    keys = ("n_styles", "norm", "arch", "channels", "n_residual", "global_skip", "upsample", "downsample")
     net = build_matching(lambda: TransformerNet(**{k: (tuple(config[k]) if k == "channels" else config[k])
                                                    for k in keys if k in config}),
                          sd, f"the transformer described in {path}")

@@ -304,6 +304,48 @@ def test_bilinear_upsampling_is_an_option_of_the_network_kept_in_its_file(photos
     assert fast.load_transformer(start).up[0].mode == "nearest"
 
 
+def test_blur_downsampling_is_an_option_of_the_network_kept_in_its_file(photos, tmp_path):
+    import torch.nn.functional as F
+    from lossnet.cli import build_parser
+    from lossnet.errors import ConfigError
+    args = build_parser().parse_args(["train-style", "--style", "s.png", "--data", "d", "-o", "m.safetensors",
+                                      "--downsample", "blur"])
+    assert args.downsample == "blur"
+    with pytest.raises(ValueError, match="downsample"):
+        TransformerNet(downsample="maxpool")
+    torch.manual_seed(0)
+    strided = TransformerNet(global_skip=False, upsample="bilinear", **TINY).eval()
+    blurred = TransformerNet(global_skip=False, upsample="bilinear", downsample="blur", **TINY).eval()
+    blurred.load_state_dict(strided.state_dict())  # the same parameters, the same keys
+    layer, y = blurred.down[1], torch.rand(1, 4, 10, 9)
+    full = F.relu(layer.norm(F.conv2d(F.pad(y, (1, 1, 1, 1), mode="reflect"), layer.conv.weight, layer.conv.bias), None))
+    binomial = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    expected = F.conv2d(F.pad(full, (1, 1, 1, 1), mode="reflect"), binomial.expand(full.shape[1], 1, 3, 3),
+                        stride=2, groups=full.shape[1])
+    assert torch.allclose(layer(y), expected, atol=1e-5)
+    # the point of it: a one-pixel shift of the photo moves the output by one pixel, more nearly than strided's
+    x = photo("astronaut", 64)
+    with torch.no_grad():
+        def shift_error(net):
+            return (net(x)[..., 1:-8, 1:-8] - net(x[..., 1:, 1:])[..., :-8, :-8]).abs().mean()
+        assert shift_error(blurred) < 0.6 * shift_error(strided)
+    # saved as such; a strided model does not warm-start a blurred one
+    cfg = fast.FastStyleConfig(styles=[str(photos / "1.png")], data=[str(photos)], crop=32, batch_size=2,
+                               global_skip=False, downsample="blur",
+                               train=TrainConfig(iters=1, progress=False, sample_every=0, checkpoint_every=0))
+    fast.train_style(cfg, tmp_path / "blur.safetensors")
+    assert fast.load_transformer(tmp_path / "blur.safetensors").down[2].blur
+    start = tmp_path / "strided.safetensors"
+    fast.save_transformer(strided, start, strided.config)
+    with pytest.raises(ConfigError, match="downsample"):
+        fast.FastStyleTask(fast.FastStyleConfig(styles=cfg.styles, data=cfg.data, crop=32, global_skip=False,
+                                                upsample="bilinear", downsample="blur", init_from=str(start)),
+                           quiet=True)
+    pytest.importorskip("onnxruntime")
+    _, difference = export.export_onnx(registry.graph_of(blurred), tmp_path / "blur.onnx")
+    assert difference < 1e-4
+
+
 def test_the_loss_can_see_the_output_at_a_shifted_crop_drawn_from_the_step(photos):
     from lossnet.errors import ConfigError
     from lossnet.style import objective

@@ -9,6 +9,9 @@ neighbour x2 followed by a 3x3 conv rather than a transposed conv: a stride-2 tr
 kernels unevenly and prints a checkerboard into the output (Odena et al., https://distill.pub/2016/deconv-checkerboard/).
 `upsample="bilinear"` interpolates instead, at about twice the two layers' cost. Either way a trained network can
 print a faint lattice with the 4-pixel period of its two x2 stages (docs/style-study.md measures it).
+`downsample="blur"` makes the two stride-2 convolutions anti-aliased (Zhang, "Making Convolutional Networks
+Shift-Invariant Again", https://arxiv.org/abs/1904.11486): each convolves at full resolution, normalises and
+rectifies, then blurs by a [1, 2, 1] binomial before keeping every second pixel, at 4x those two layers' cost.
 Fully convolutional: any H x W goes in, the same H x W comes out (odd sizes are padded to a multiple of 4
 by reflection and cropped back).
 
@@ -117,10 +120,27 @@ class BatchNorm(nn.BatchNorm2d):
         return super().forward(x)
 
 
-class ConvLayer(nn.Module):
-    """Reflection pad, conv, then (optionally) norm and ReLU."""
+DOWNSAMPLES = ("strided", "blur")
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm=None, relu: bool = True):
+
+def binomial_kernel(channels: int) -> torch.Tensor:
+    """The separable binomial [1, 2, 1] / 4 blur as a depthwise (channels, 1, 3, 3) kernel."""
+    taps = torch.tensor([1.0, 2.0, 1.0]) / 4
+    return (taps[:, None] * taps[None, :]).expand(channels, 1, 3, 3).contiguous()
+
+
+def blur_downsample(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Every second pixel of x blurred by `kernel` (reflection-padded): the low-pass that keeps a stride-2
+    subsampling from aliasing fine detail into patterns fixed to its grid."""
+    return F.conv2d(pad(x, (1, 1, 1, 1)), kernel.to(x.dtype), stride=2, groups=x.shape[1])
+
+
+class ConvLayer(nn.Module):
+    """Reflection pad, conv, then (optionally) norm and ReLU. With `blur`, a stride-2 layer convolves at stride 1
+    and subsamples after its ReLU by `blur_downsample` (Zhang's anti-aliased ConvBlurPool)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm=None, relu: bool = True,
+                 blur: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
         if norm is not None:
@@ -129,6 +149,10 @@ class ConvLayer(nn.Module):
             self.conv.bias.requires_grad_(False)
         self.norm = norm
         self.relu = relu
+        self.blur = blur and stride > 1
+        if self.blur:  # same parameters, so the state dict keeps the paper's layout (the kernel is not saved)
+            self.conv.stride = (1, 1)
+            self.register_buffer("blur_kernel", binomial_kernel(cout), persistent=False)
 
     def convolve(self, x):
         if self.conv.stride == (1, 1):
@@ -141,7 +165,8 @@ class ConvLayer(nn.Module):
         x = self.convolve(x)
         if self.norm is not None:
             x = self.norm(x, style)
-        return F.relu(x, inplace=True) if self.relu else x  # x is this layer's own tensor
+        x = F.relu(x, inplace=True) if self.relu else x  # x is this layer's own tensor
+        return blur_downsample(x, self.blur_kernel) if self.blur else x
 
 
 UPSAMPLES = ("nearest", "bilinear")
@@ -182,7 +207,7 @@ class TransformerNet(nn.Module):
 
     def __init__(self, n_styles: int = 1, norm: str = "instance", arch: str = "full",
                  channels: tuple[int, int, int] | None = None, n_residual: int | None = None,
-                 global_skip: bool = True, upsample: str = "nearest"):
+                 global_skip: bool = True, upsample: str = "nearest", downsample: str = "strided"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown transformer arch {arch!r}: choose {', '.join(ARCHS)}")
@@ -190,6 +215,8 @@ class TransformerNet(nn.Module):
             raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}")
         if upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
+        if downsample not in DOWNSAMPLES:
+            raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLES)}, got {downsample!r}")
         if norm == "batch" and n_styles != 1:
             raise ValueError("several styles in one network need instance norm (conditional instance norm)")
         c1, c2, c3 = channels or ARCHS[arch][0]
@@ -200,15 +227,18 @@ class TransformerNet(nn.Module):
             self.config["global_skip"] = False
         if upsample != "nearest":  # files of nearest-neighbour networks stay as they were
             self.config["upsample"] = upsample
+        if downsample != "strided":
+            self.config["downsample"] = downsample
         self.global_skip = global_skip
         self.n_styles = n_styles
 
         def make_norm(c):
             return CondInstanceNorm(c, n_styles) if norm == "instance" else BatchNorm(c)
 
+        blur = downsample == "blur"
         self.down = nn.ModuleList([ConvLayer(3, c1, 9, norm=make_norm(c1)),
-                                   ConvLayer(c1, c2, 3, 2, norm=make_norm(c2)),
-                                   ConvLayer(c2, c3, 3, 2, norm=make_norm(c3))])
+                                   ConvLayer(c1, c2, 3, 2, norm=make_norm(c2), blur=blur),
+                                   ConvLayer(c2, c3, 3, 2, norm=make_norm(c3), blur=blur)])
         self.residual = nn.ModuleList([ResidualBlock(c3, make_norm) for _ in range(n_residual)])
         self.up = nn.ModuleList([UpsampleConvLayer(c3, c2, 3, norm=make_norm(c2), mode=upsample),
                                  UpsampleConvLayer(c2, c1, 3, norm=make_norm(c1), mode=upsample),
