@@ -387,7 +387,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     from lossnet.optimize import LoopConfig, optimize_pixels
 
     torch.set_num_threads(THREADS)
-    rows, pictures, scores, stems = {}, {}, {}, {}
+    rows, pictures, scores, stems, spreads = {}, {}, {}, {}, {}
     lite = load_classifier(quiet=True) if lite0_wheel_file() else None
     for size in sizes:
         files, images = photo_set(photos, size, split)
@@ -399,6 +399,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
                 if painting not in scores:
                     image = load_image(painting)
                     scores[painting] = [PaintingScore(image)] + ([PaintingScore.in_lite0(image, lite)] if lite else [])
+                    spreads[painting] = colour_spread(load_image(painting, 256))
                 score, *lite_score = scores[painting]
                 stem = stems.setdefault(name, _stem(name, stems.values()))
                 label = stem if net.n_styles == 1 else f"{stem} [{painting.stem}]"
@@ -416,6 +417,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
                     row[size] = (sum(score.painting_distance(o, im) for o, im in zip(out, images)) / len(images),
                                  sum(score.content_distance(o, im) for o, im in zip(out, images)) / len(images),
                                  sum(lattice_contrast(o) for o in out) / len(out),
+                                 sum(colour_spread(o) for o in out) / len(out) / spreads[painting],
                                  *(sum(s.painting_distance(o, im) for o, im in zip(out, images)) / len(images)
                                    for s in lite_score))
                     if size == sizes[0]:
@@ -424,9 +426,10 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     print(f"Painting distance (Gram at relu1_1..relu4_1 against the painting at its best of "
           f"{'/'.join(map(str, PAINTING_SCALES))} px, over the photo's own; lower is closer) and content "
           f"distance (relu4_1 against the photo) on {photos} {source} photos, mean; lattice: the output's spectral "
-          f"power at a 4-pixel period over its neighbourhood's (a photo ~1)"
+          f"power at a 4-pixel period over its neighbourhood's (a photo ~1); colour: the output's RGB standard "
+          f"deviation over the painting's (at 256 px; 1 = the painting's contrast)"
           + ("; Lite0: the painting distance in EfficientNet-Lite0 (blocks 0, 2, 4, 7)" if lite else "") + ":\n")
-    columns = ["painting", "content", "lattice"] + ["Lite0"] * (lite is not None)
+    columns = ["painting", "content", "lattice", "colour"] + ["Lite0"] * (lite is not None)
     print("| model | " + " | ".join(f"{c} {s} px" for s in sizes for c in columns) + " |")
     print("|---|" + "---|" * len(columns) * len(sizes))
     for lab, row in rows.items():
@@ -438,6 +441,11 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
             tiles.append(torch.cat([centred(o.clamp(0, 1), side) for o in outs], -1))
         save_image(torch.cat(tiles, -2), sheet)
         print(f"\nsheet: {sheet} (rows: {', '.join(pictures)})")
+
+
+def colour_spread(image: torch.Tensor) -> float:
+    """The mean over R, G, B of the image's standard deviation (clamped to [0, 1], as it is shown)."""
+    return float(image.clamp(0, 1).std(dim=(0, 2, 3)).mean())
 
 
 def without_lattice(image: torch.Tensor, radius: int = 2) -> torch.Tensor:
