@@ -273,14 +273,19 @@ def test_without_the_global_skip_the_network_renders_the_whole_image_and_says_so
     assert (skip_free - x).abs().mean() > 0.1
 
 
-def test_bilinear_upsampling_is_an_option_of_the_network_kept_in_its_file(photos, tmp_path):
-    import torch.nn.functional as F
+@pytest.mark.parametrize("option, value, unknown", [("upsample", "bilinear", "bicubic"),
+                                                     ("downsample", "blur", "maxpool")])
+def test_the_network_resampling_options_parse_and_refuse_unknown_values(option, value, unknown):
     from lossnet.cli import build_parser
     args = build_parser().parse_args(["train-style", "--style", "s.png", "--data", "d", "-o", "m.safetensors",
-                                      "--upsample", "bilinear"])
-    assert args.upsample == "bilinear"
-    with pytest.raises(ValueError, match="upsample"):
-        TransformerNet(upsample="bicubic")
+                                      f"--{option}", value])
+    assert getattr(args, option) == value
+    with pytest.raises(ValueError, match=option):
+        TransformerNet(**{option: unknown})
+
+
+def test_bilinear_upsampling_is_an_option_of_the_network_kept_in_its_file(photos, tmp_path):
+    import torch.nn.functional as F
     torch.manual_seed(0)
     nearest = TransformerNet(global_skip=False, **TINY).eval()
     bilinear = nearest.with_upsample("bilinear")
@@ -306,13 +311,7 @@ def test_bilinear_upsampling_is_an_option_of_the_network_kept_in_its_file(photos
 
 def test_blur_downsampling_is_an_option_of_the_network_kept_in_its_file(photos, tmp_path):
     import torch.nn.functional as F
-    from lossnet.cli import build_parser
     from lossnet.errors import ConfigError
-    args = build_parser().parse_args(["train-style", "--style", "s.png", "--data", "d", "-o", "m.safetensors",
-                                      "--downsample", "blur"])
-    assert args.downsample == "blur"
-    with pytest.raises(ValueError, match="downsample"):
-        TransformerNet(downsample="maxpool")
     torch.manual_seed(0)
     strided = TransformerNet(global_skip=False, upsample="bilinear", **TINY).eval()
     blurred = TransformerNet(global_skip=False, upsample="bilinear", downsample="blur", **TINY).eval()
