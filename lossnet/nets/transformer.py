@@ -8,7 +8,8 @@ Every conv pads by reflection (zero padding leaves dark frames around the output
 neighbour x2 followed by a 3x3 conv rather than a transposed conv: a stride-2 transposed conv overlaps its
 kernels unevenly and prints a checkerboard into the output (Odena et al., https://distill.pub/2016/deconv-checkerboard/).
 `upsample="bilinear"` interpolates instead, at about twice the two layers' cost. Either way a trained network can
-print a faint lattice with the 4-pixel period of its two x2 stages (docs/style-study.md measures it).
+print a lattice with the 4-pixel period of its two x2 stages, weaker by half or more when bilinear upsampling is
+trained from scratch (docs/style-study.md measures it).
 `downsample="blur"` makes the two stride-2 convolutions anti-aliased (Zhang, "Making Convolutional Networks
 Shift-Invariant Again", https://arxiv.org/abs/1904.11486): each convolves at full resolution, normalises and
 rectifies, then blurs by a [1, 2, 1] binomial before keeping every second pixel, at 4x those two layers' cost.
