@@ -143,16 +143,15 @@ class ConvLayer(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm=None, relu: bool = True,
                  blur: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+        self.blur = blur and stride > 1
+        self.conv = nn.Conv2d(cin, cout, kernel, 1 if self.blur else stride)  # the same parameters either way
         if norm is not None:
             # The norm subtracts the mean, so this bias cancels: its gradient is pure rounding noise, which Adam
             # would turn into full-size random steps. Kept (the state dict stays the paper's layout), not trained.
             self.conv.bias.requires_grad_(False)
         self.norm = norm
         self.relu = relu
-        self.blur = blur and stride > 1
-        if self.blur:  # same parameters, so the state dict keeps the paper's layout (the kernel is not saved)
-            self.conv.stride = (1, 1)
+        if self.blur:  # not saved: the state dict keeps the paper's layout
             self.register_buffer("blur_kernel", binomial_kernel(cout), persistent=False)
 
     def convolve(self, x):
