@@ -382,7 +382,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
     reference row. `sheet`: a JPEG of every model's output on the first 3 photos at the first size. With
     EfficientNet-Lite0's weights fetched, the painting distance in that network too (not VGG16's: no objective)."""
     from lossnet.classifier import lite0_wheel_file, load_classifier
-    from lossnet.io import load_image, save_image
+    from lossnet.io import load_image, resize_longest, save_image
     from lossnet.metrics import PAINTING_SCALES, PaintingScore, lattice_contrast
     from lossnet.optimize import LoopConfig, optimize_pixels
 
@@ -399,7 +399,7 @@ def paint(model_names=("starry",), sizes=(256, 512), photos: int = 8, split: str
                 if painting not in scores:
                     image = load_image(painting)
                     scores[painting] = [PaintingScore(image)] + ([PaintingScore.in_lite0(image, lite)] if lite else [])
-                    spreads[painting] = colour_spread(load_image(painting, 256))
+                    spreads[painting] = colour_spread(resize_longest(image, 256))
                 score, *lite_score = scores[painting]
                 stem = stems.setdefault(name, _stem(name, stems.values()))
                 label = stem if net.n_styles == 1 else f"{stem} [{painting.stem}]"

@@ -145,10 +145,10 @@ class FastStyleTask(Task):
             if generator.global_skip != cfg.global_skip:
                 raise ConfigError("global_skip", f"{cfg.init_from} was trained {'with' if generator.global_skip else 'without'}"
                                                  " the global skip: give the same setting, or train from scratch")
-            if generator.config.get("downsample", "strided") != cfg.downsample:
-                raise ConfigError("downsample", f"{cfg.init_from} downsamples "
-                                                f"{generator.config.get('downsample', 'strided')}: give the same "
-                                                "setting, or train from scratch")
+            trained = generator.config.get("downsample", "strided")
+            if trained != cfg.downsample:
+                raise ConfigError("downsample", f"{cfg.init_from} downsamples {trained}: give the same setting, or "
+                                                "train from scratch")
             if generator.config.get("upsample", "nearest") != cfg.upsample:
                 generator = generator.with_upsample(cfg.upsample)
             if generator.n_styles != len(cfg.styles):
