@@ -44,7 +44,8 @@ from bench_fast import CONTENT_PHOTOS, STYLES, centred  # noqa: E402
 from lossnet import registry  # noqa: E402
 from lossnet.errors import LossnetError  # noqa: E402
 from lossnet.io import list_images, load_image, resize_longest, save_image  # noqa: E402
-from lossnet.universal import KIND, LEVELS, UniversalConfig, UniversalStyle, choose_levels, load_decoder  # noqa: E402
+from lossnet.universal import (KIND, LEVELS, UniversalConfig, UniversalStyle, choose_levels, load_decoder,  # noqa: E402
+                               painting_side)
 
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 # Paintings kept out of the decoders' training (~/decoder-paintings holds the other eight of ../shared/data/styles)
@@ -265,7 +266,8 @@ def one_run(spec: dict) -> dict:
         times = []
         for _ in range(spec["repeats"]):  # each time from the files: the painting's statistics are part of it
             start = time.perf_counter()
-            stylist = UniversalStyle([load_image(painting, size)], UniversalConfig(method=spec["method"]), decoders)
+            stylist = UniversalStyle([load_image(painting, painting_side(spec["method"], size))],
+                                     UniversalConfig(method=spec["method"]), decoders)
             stylist(load_image(photo, size))
             times.append(time.perf_counter() - start)
         result = {"best": min(times), "first": times[0]}
@@ -312,8 +314,9 @@ def speed(a) -> None:
     lines += ["", f"{photo.name} at {w}x{h} with {painting.name} (a painting the decoders never saw) on "
               f"{THREADS} thread{'s' * (THREADS != 1)}, {resolve('auto').describe()} as every method's default; "
               "each method in a fresh process. WCT and AdaIN: from the two files to the stylised image, the "
-              "painting's statistics included (decoders already loaded; the first run also reads the encoder's "
-              f"weights). Gatys: `lossnet stylize` with its defaults, one run"
+              f"painting read at `lossnet stylize`'s size for the method (WCT {painting_side('wct', a.size)} px, "
+              f"AdaIN {painting_side('adain', a.size)} px) and its statistics included (decoders already loaded; "
+              "the first run also reads the encoder's weights). Gatys: `lossnet stylize` with its defaults, one run"
               + (", its default iteration counts extrapolated from each stage's time per iteration" if a.gatys_iters
                  else "") + ". Decoders: " + "; ".join(f"{lv} {d}" for lv, d in described.items())
               + f". {conditions()}."]

@@ -60,6 +60,10 @@ from .train import Task, TrainConfig, seeded
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # relu5_1 is mostly silent in HED's weights
 METHODS = ("wct", "adain")
 STYLE_SIDE = 512  # a painting's longest side for its statistics, unless the caller resizes it
+# The painting's longest side against the output's, by method. AdaIN keeps only each channel's mean and standard
+# deviation at relu4_1: read at 3/4 of the size they leave the painting distance where it was (0.539 against
+# 0.541, bench_universal.py quality) for a little over half the painting's encoder pass.
+STYLE_SCALE = {"wct": 1.0, "adain": 0.75}
 MAX_STYLE_SIDE = 4096
 # Eigenvalues (WCT) or variances (AdaIN) below this share of the largest are left out: the directions a dead
 # channel, a flat region or fewer pixels than channels leave without variance would otherwise be divided by ~0.
@@ -301,6 +305,17 @@ class UniversalStyle:
         maps = self._maps(features, self._regions(whole, features), level)
         return tiled(lambda x: self._through(x, level, maps), images, side, self.cfg.overlap,
                      align=2 ** pools_before(level))
+
+
+def painting_side(method: str, size: int | None, style_scale: float | None = None) -> int:
+    """The longest side to read the paintings at for an output of `size` (STYLE_SIDE when None): `style_scale`
+    times it, the method's STYLE_SCALE when None."""
+    scale = STYLE_SCALE[method] if style_scale is None else style_scale
+    side = round((size or STYLE_SIDE) * scale)
+    if not MIN_SIDE <= side <= MAX_STYLE_SIDE:
+        raise LossnetError(f"the paintings would be {side} px ({scale:g} x {size or STYLE_SIDE}): keep --style-scale "
+                           f"x --size within {MIN_SIDE}-{MAX_STYLE_SIDE} px")
+    return side
 
 
 def stylize(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: UniversalConfig = UniversalConfig(),

@@ -208,6 +208,13 @@ def test_the_command_line_on_an_image_a_folder_and_a_video(decoders, photos, pai
     assert count_frames(tmp_path / "out.mp4") == 4
 
 
+def test_adain_reads_the_paintings_at_three_quarters_of_the_output_unless_told():
+    from lossnet.universal import STYLE_SIDE, painting_side
+    assert painting_side("adain", 512) == 384 and painting_side("wct", 512) == 512
+    assert painting_side("adain", None) == round(0.75 * STYLE_SIDE) and painting_side("wct", None) == STYLE_SIDE
+    assert painting_side("adain", 512, 1.0) == 512 and painting_side("wct", 300, 2.0) == 600
+
+
 def test_a_decoder_of_other_encoder_weights_is_refused(decoders, tmp_path):
     from lossnet.errors import LossnetError
     decoder = load_decoder(decoders / "relu1_1.safetensors")
@@ -231,6 +238,7 @@ def _bad(tmp_path, decoders, photos, paintings):
         "mask with one painting": ["stylize", img, *wct, "--mask", style],
         "blend count": ["stylize", img, *wct, "--style-weights", "1,2"],
         "alpha out of range": ["stylize", img, *wct, "--alpha", "1.5"],
+        "paintings too small": ["stylize", img, *wct, "--size", "40", "--style-scale", "0.1"],
         "alpha with gatys": ["stylize", img, "--style", style, "--alpha", "0.5"],
         "an optimisation option": ["stylize", img, *wct, "--iters", "50"],
         "a style network's option": ["stylize", img, *wct, "--blend", "1,1"],
@@ -242,7 +250,8 @@ def _bad(tmp_path, decoders, photos, paintings):
 
 
 @pytest.mark.parametrize("case", ["no style", "no decoders there", "decoder of another kind", "a level without a decoder",
-                                  "mask with one painting", "blend count", "alpha out of range", "alpha with gatys",
+                                  "mask with one painting", "blend count", "alpha out of range", "paintings too small",
+                                  "alpha with gatys",
                                   "an optimisation option", "a style network's option",
                                   "with a style network", "temporal on one image", "unreadable painting"])
 def test_bad_input_exits_2_with_one_error_line_and_writes_nothing(case, decoders, photos, paintings, tmp_path, capsys):

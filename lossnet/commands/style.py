@@ -75,7 +75,8 @@ def cmd_stylize(args) -> None:
         check_output(Path(args.content), Path(args.output))
     cfg = style_config(args, "content", 1.0, content_layers=args.content_layers, style_layers=args.style_layers,
                        style_layer_weights=args.style_layer_weights, content_weight=args.content_weight,
-                       style_weight=args.style_weight, style_scale=args.style_scale,
+                       style_weight=args.style_weight,
+                       **({} if args.style_scale is None else {"style_scale": args.style_scale}),
                        original_colors=args.original_colors)
     start = time.time()
     styles = [load_image(s, max(cfg.sizes)) for s in args.style]
@@ -111,8 +112,8 @@ def cmd_stylize_model(args) -> None:
 def cmd_stylize_universal(args) -> None:
     """`lossnet stylize INPUT --style PAINTING --method wct|adain`: universal style transfer on trained decoders,
     on an image, a folder of images, or a video (or a folder of frames, with --temporal)."""
-    from ..io import MIN_SIDE, load_image
-    from ..universal import MAX_STYLE_SIDE, STYLE_SIDE, UniversalConfig, UniversalStyle, load_decoders
+    from ..io import load_image
+    from ..universal import UniversalConfig, UniversalStyle, load_decoders, painting_side
 
     if args.model:
         raise LossnetError(f"--method {args.method} takes paintings (--style), not a trained style network (--model)")
@@ -131,10 +132,7 @@ def cmd_stylize_universal(args) -> None:
                           tile=args.tile, overlap=args.overlap, max_memory=args.max_memory, weights=args.weights,
                           precision=precision, device=device)
     decoders = load_decoders(args.decoders)
-    side = round((args.size or STYLE_SIDE) * args.style_scale)
-    if not MIN_SIDE <= side <= MAX_STYLE_SIDE:
-        raise LossnetError(f"the paintings would be {side} px (--style-scale x {args.size or STYLE_SIDE}): keep it "
-                           f"within {MIN_SIDE}-{MAX_STYLE_SIDE} px")
+    side = painting_side(args.method, args.size, args.style_scale)
     styles = [load_image(s, side) for s in args.style]
     mask = load_image(args.mask).mean(1, keepdim=True) if args.mask is not None else None
     start = time.time()
@@ -226,7 +224,8 @@ def add_universal_args(p) -> None:
                         "decoder's level, coarse to fine (Li et al. 2017); adain: match each channel's mean and "
                         "standard deviation at the deepest level, the fast path (Huang & Belongie 2017). wct and "
                         f"adain take an image, a folder or a video, at its own size or --size; paintings at "
-                        f"--style-scale x {STYLE_SIDE} px (x --size when given); --style-weights blends them")
+                        f"--style-scale x {STYLE_SIDE} px (x --size when given; --style-scale is 0.75 for adain); "
+                        "--style-weights blends them")
     g.add_argument("--alpha", type=unit_interval,
                    help="strength in [0, 1]: 0 is the photo through the decoders, 1 the full transform (default 1)")
     g.add_argument("--mask", help="a mask image: the first --style where it is white, the second where it is black")
@@ -252,7 +251,8 @@ def register(sub) -> None:
                                    "folder of images too)")
     p.add_argument("--style", action="append", default=[], help="style image (repeat for several)")
     p.add_argument("--style-weights", type=floats, help="blend weights, one per --style, e.g. 0.7,0.3")
-    p.add_argument("--style-scale", type=positive, default=1.0, help="style image size relative to the output")
+    p.add_argument("--style-scale", type=positive,
+                   help="style image size relative to the output (default 1; 0.75 with --method adain)")
     p.add_argument("--original-colors", action="store_true",
                    help="keep the content's colours: luminance-only transfer (Gatys et al. 2016); with --model, the "
                         "result's luminance on the input's colours")
