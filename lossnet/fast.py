@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import registry
+from . import objectives as O, registry
 from .color import keep_colors
 from .data import StepBatches, photo_crops
 from .errors import ConfigError, LossnetError
@@ -66,6 +66,8 @@ class FastStyleConfig:
     content_weight: float = option(1.0, "weight of the content term", minimum=0)
     style_weight: float = option(10.0, "weight of the style term", minimum=0)
     tv_weight: float = option(1.0, "weight of the total-variation term", minimum=0)
+    color_weight: float = option(0.0, "weight of the colour term: the sliced Wasserstein distance between the "
+                                       "output's pixel colours and the painting's", minimum=0)
     style_size: int = option(256, "style image's longest side for its Grams; strokes grow with it (0: the "
                                   f"painting's own size, at most {MAX_STYLE_SIZE})", minimum=0)
     crop: int = option(256, "training crop side", minimum=1)
@@ -173,11 +175,12 @@ class FastStyleTask(Task):
                     module.requires_grad_(True)
         self.generator = generator
         # Pure distillation (all objective weights 0, a teacher) needs no loss network: ~10x cheaper steps.
-        self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight) > 0
+        self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.color_weight) > 0
         if self.perceptual:
             self.net = loss_network(cfg, quiet).to(cfg.train.device)
             styles = [s.to(cfg.train.device) for s in load_styles(cfg)]
             self.grams = style_targets(self.net, styles, cfg.style_layers)
+            self.colors = [cfg.color_weight * O.colors(s) for s in styles]
         elif not (cfg.teacher and cfg.distill_weight > 0):
             raise LossnetError("all loss weights are 0: nothing to train (give weights, or a teacher and a "
                                "distillation weight)")
@@ -213,7 +216,7 @@ class FastStyleTask(Task):
             with torch.no_grad():
                 target = self.net(photo, self.cfg.content_layers)  # only as deep as the content taps
             k = int(batch["condition"].argmax()) if "condition" in batch else 0
-            losses = objective(self.cfg, target, self.grams[k]).parts(self.net(seen), seen)
+            losses = (objective(self.cfg, target, self.grams[k]) + self.colors[k]).parts(self.net(seen), seen)
         if self.teacher is not None:
             with torch.no_grad():
                 want = self.teacher(batch["input"], batch.get("condition"))

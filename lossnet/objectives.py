@@ -116,6 +116,30 @@ def style(grams: dict[str, torch.Tensor], layer_weights: dict[str, float] | None
     return Objective([(1.0, "style", term)], tuple(grams))
 
 
+def color_directions(count: int = 32) -> torch.Tensor:
+    """`count` unit vectors spread evenly over the sphere of RGB directions (a Fibonacci lattice), (count, 3)."""
+    i = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1 - 2 * i / count
+    r, phi = (1 - z * z).sqrt(), i * torch.pi * (3 - 5 ** 0.5)
+    return torch.stack([r * phi.cos(), r * phi.sin(), z], 1).float()
+
+
+def colors(target: torch.Tensor, count: int = 32) -> Objective:
+    """Sliced Wasserstein distance between the image's pixel colours and `target`'s (1, 3, h, w): the squared
+    difference of their sorted projections on `count` RGB directions (Heitz et al. 2021, on pixels). Grams
+    match colours only through the features' second moments, which fine texture can meet with the wrong
+    colours; this term matches the colours' whole distribution."""
+    directions = color_directions(count).to(target.device)
+    wanted = (target.detach().float().flatten(2)[0].T @ directions.T).sort(0).values  # (pixels, count)
+
+    def term(feats, image):
+        x = image.float().flatten(2).transpose(1, 2) @ directions.T  # (N, pixels, count)
+        n = x.shape[1]
+        at = ((torch.arange(n, device=x.device) + 0.5) * (len(wanted) / n)).long()  # the target's quantiles
+        return (x.sort(1).values - wanted[at]).pow(2).mean()
+    return Objective([(1.0, "color", term)])
+
+
 def tv() -> Objective:
     """Total variation: mean squared difference of neighbouring pixels (smooth, so L-BFGS likes it)."""
     def term(feats, image):

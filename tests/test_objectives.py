@@ -113,3 +113,17 @@ def test_targets_are_detached():
     x = torch.zeros(1, 1, 2, 2, requires_grad=True)
     obj({"relu": x}, None).backward()
     assert target.grad is None and x.grad is not None
+
+
+def test_color_term_by_hand_and_blind_to_where_the_colours_are():
+    d = O.color_directions(64)
+    assert torch.allclose(d.norm(dim=1), torch.ones(64)) and d.mean(0).abs().max() < 0.05
+    target = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    term = O.colors(target, 64)
+    shuffled = target.flatten(2)[..., torch.randperm(64, generator=torch.Generator().manual_seed(1))].view(1, 3, 8, 8)
+    assert term(None, shuffled).item() == pytest.approx(0.0, abs=1e-12)  # the same colours, elsewhere
+    # every pixel 0.1 brighter in each channel: each projection moves by 0.1 * (dx + dy + dz)
+    brighter = term(None, target + 0.1).item()
+    assert brighter == pytest.approx((0.1 * d.sum(1)).pow(2).mean().item(), rel=1e-5)
+    # a 16x16 image is compared with the 8x8 target's quantiles: each target pixel repeated 4 times
+    assert term(None, target.repeat_interleave(2, -1).repeat_interleave(2, -2)).item() == pytest.approx(0.0, abs=1e-12)
