@@ -68,6 +68,8 @@ class FastStyleConfig:
     tv_weight: float = option(1.0, "weight of the total-variation term", minimum=0)
     color_weight: float = option(0.0, "weight of the colour term: the sliced Wasserstein distance between the "
                                        "output's pixel colours and the painting's", minimum=0)
+    lattice_weight: float = option(0.0, "weight of the lattice term: the output's power at the 4-pixel period of the "
+                                        "network's two x2 stages", minimum=0)
     style_size: int = option(256, "style image's longest side for its Grams; strokes grow with it (0: the "
                                   f"painting's own size, at most {MAX_STYLE_SIZE})", minimum=0)
     crop: int = option(256, "training crop side", minimum=1)
@@ -175,12 +177,13 @@ class FastStyleTask(Task):
                     module.requires_grad_(True)
         self.generator = generator
         # Pure distillation (all objective weights 0, a teacher) needs no loss network: ~10x cheaper steps.
-        self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.color_weight) > 0
+        self.perceptual = max(cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.color_weight,
+                              cfg.lattice_weight) > 0
         if self.perceptual:
             self.net = loss_network(cfg, quiet).to(cfg.train.device)
             styles = [s.to(cfg.train.device) for s in load_styles(cfg)]
             self.grams = style_targets(self.net, styles, cfg.style_layers)
-            self.colors = [cfg.color_weight * O.colors(s) for s in styles]
+            self.colors = [cfg.color_weight * O.colors(s) + cfg.lattice_weight * O.lattice() for s in styles]
         elif not (cfg.teacher and cfg.distill_weight > 0):
             raise LossnetError("all loss weights are 0: nothing to train (give weights, or a teacher and a "
                                "distillation weight)")

@@ -140,6 +140,19 @@ def colors(target: torch.Tensor, count: int = 32) -> Objective:
     return Objective([(1.0, "color", term)])
 
 
+def lattice(period: int = 4) -> Objective:
+    """The power of the image's part that repeats every `period` pixels down and across: the variance of the
+    `period` x `period` phases' mean colours, per image and channel (the DFT's power at those frequencies). A
+    style network's two x2 stages can print such a lattice (`lossnet.metrics.lattice_contrast`); a photo has
+    next to none (~1e-5 at period 4)."""
+    def term(feats, image):
+        h, w = image.shape[-2:]
+        x = image[..., :h - h % period, :w - w % period].float()
+        phases = x.unflatten(-1, (-1, period)).unflatten(-3, (-1, period)).mean((-4, -2))  # (N, C, p, p)
+        return phases.flatten(-2).var(-1).mean()
+    return Objective([(1.0, "lattice", term)])
+
+
 def tv() -> Objective:
     """Total variation: mean squared difference of neighbouring pixels (smooth, so L-BFGS likes it)."""
     def term(feats, image):

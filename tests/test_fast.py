@@ -395,14 +395,14 @@ def test_a_tiny_network_trained_from_scratch_comes_closer_to_the_painting(photos
     assert distance() < 0.8 * before  # measured: 1.38 -> 0.97 (the photo itself: 1.0)
 
 
-def test_the_color_term_trains_the_network_toward_the_paintings_colours(photos, tmp_path):
+def test_the_color_and_lattice_terms_train_the_network_toward_the_paintings_colours(photos, tmp_path):
     from lossnet import objectives as O
     from lossnet.procedural import make_style
     painting = make_style("swirls", 64, seed=0)
     save_image(painting, tmp_path / "swirls.png")
     cfg = fast.FastStyleConfig(styles=[str(tmp_path / "swirls.png")], data=[str(photos)], crop=32, batch_size=2,
                                style_size=64, global_skip=False, content_weight=0, style_weight=0, tv_weight=0,
-                               color_weight=1,
+                               color_weight=1, lattice_weight=1,
                                train=TrainConfig(iters=40, lr=1e-2, progress=False, sample_every=0, checkpoint_every=0))
     torch.manual_seed(0)
     task = fast.FastStyleTask(cfg, TransformerNet(global_skip=False, **TINY), quiet=True)
@@ -412,7 +412,7 @@ def test_the_color_term_trains_the_network_toward_the_paintings_colours(photos, 
         return float(colors(None, fast.apply(task.generator.eval(), x, precision="fp32")))
     before = distance()
     rows = train(task, tmp_path / "run", cfg.train)
-    assert set(rows[-1]) >= {"color"} and "style" not in rows[-1]
+    assert set(rows[-1]) >= {"color", "lattice"} and "style" not in rows[-1]
     assert distance() < 0.5 * before  # measured: 0.315 -> 0.028
 
 

@@ -127,3 +127,14 @@ def test_color_term_by_hand_and_blind_to_where_the_colours_are():
     assert brighter == pytest.approx((0.1 * d.sum(1)).pow(2).mean().item(), rel=1e-5)
     # a 16x16 image is compared with the 8x8 target's quantiles: each target pixel repeated 4 times
     assert term(None, target.repeat_interleave(2, -1).repeat_interleave(2, -2)).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lattice_term_by_hand():
+    dots = torch.zeros(1, 1, 16, 16)
+    dots[..., ::4, ::4] = 1.0  # one phase of sixteen lit: the phase means are 1 and fifteen 0s
+    assert O.lattice()({}, dots).item() == pytest.approx(torch.tensor([1.0] + [0.0] * 15).var().item())
+    assert O.lattice()({}, dots.roll((1, 2), (-2, -1))).item() == pytest.approx(0.0625)  # any phase
+    assert O.lattice()({}, torch.full((2, 3, 18, 17), 0.4)).item() == pytest.approx(0.0, abs=1e-12)
+    stripes = torch.zeros(1, 1, 8, 8)
+    stripes[..., ::2, :] = 1.0  # a period-2 pattern repeats every 4 pixels too
+    assert O.lattice()({}, stripes).item() > 0.2
