@@ -183,7 +183,8 @@ class FastStyleTask(Task):
             self.net = loss_network(cfg, quiet).to(cfg.train.device)
             styles = [s.to(cfg.train.device) for s in load_styles(cfg)]
             self.grams = style_targets(self.net, styles, cfg.style_layers)
-            self.colors = [cfg.color_weight * O.colors(s) + cfg.lattice_weight * O.lattice() for s in styles]
+            # the terms on the output's pixels alone, per style (zero-weight terms are skipped)
+            self.pixel_terms = [cfg.color_weight * O.colors(s) + cfg.lattice_weight * O.lattice() for s in styles]
         elif not (cfg.teacher and cfg.distill_weight > 0):
             raise LossnetError("all loss weights are 0: nothing to train (give weights, or a teacher and a "
                                "distillation weight)")
@@ -219,7 +220,7 @@ class FastStyleTask(Task):
             with torch.no_grad():
                 target = self.net(photo, self.cfg.content_layers)  # only as deep as the content taps
             k = int(batch["condition"].argmax()) if "condition" in batch else 0
-            losses = (objective(self.cfg, target, self.grams[k]) + self.colors[k]).parts(self.net(seen), seen)
+            losses = (objective(self.cfg, target, self.grams[k]) + self.pixel_terms[k]).parts(self.net(seen), seen)
         if self.teacher is not None:
             with torch.no_grad():
                 want = self.teacher(batch["input"], batch.get("condition"))
