@@ -61,8 +61,8 @@ LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # relu5_1 is mostly silen
 METHODS = ("wct", "adain")
 STYLE_SIDE = 512  # a painting's longest side for its statistics, unless the caller resizes it
 # The painting's longest side against the output's, by method. AdaIN keeps only each channel's mean and standard
-# deviation at relu4_1: read at 3/4 of the size they leave the painting distance where it was (0.539 against
-# 0.541, bench_universal.py quality) for a little over half the painting's encoder pass.
+# deviation at relu4_1: read at 3/4 of the size they leave the painting distance where it was (0.497 against
+# 0.501, bench_universal.py quality) for a little over half the painting's encoder pass.
 STYLE_SCALE = {"wct": 1.0, "adain": 0.75}
 MAX_STYLE_SIDE = 4096
 # Eigenvalues (WCT) or variances (AdaIN) below this share of the largest are left out: the directions a dead
